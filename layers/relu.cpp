@@ -1,0 +1,43 @@
+// ReLU (with Caffe's optional leaky negative_slope): y = x > 0 ? x : slope * x. In-place capable.
+#include "runtime/layer.hpp"
+#include "runtime/parallel.hpp"
+
+namespace dsg {
+
+class ReLULayer : public Layer {
+ public:
+  using Layer::Layer;
+  const char* type() const override { return "ReLU"; }
+  int exact_num_bottoms() const override { return 1; }
+  int exact_num_tops() const override { return 1; }
+  bool allows_in_place() const override { return true; }
+
+ protected:
+  void reshape(const TensorVec& bottom, const TensorVec& top) override { top[0]->reshape_like(*bottom[0]); }
+
+  void forward_cpu(const TensorVec& bottom, const TensorVec& top, const Context&) override {
+    const float* x = bottom[0]->data();
+    float* y = top[0]->mutable_data();
+    const float slope = param_.relu_param().negative_slope();
+    parallel_for(bottom[0]->count(), 1 << 15, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) y[i] = x[i] > 0 ? x[i] : slope * x[i];
+    });
+  }
+
+  // Uses the top value (equal in sign to the input when slope >= 0), so it also works in place.
+  void backward_cpu(const TensorVec& top, const std::vector<bool>& propagate_down, const TensorVec& bottom,
+                    const Context&) override {
+    if (!propagate_down[0]) return;
+    const float* y = top[0]->data();
+    const float* dy = top[0]->diff();
+    float* dx = bottom[0]->mutable_diff();
+    const float slope = param_.relu_param().negative_slope();
+    parallel_for(bottom[0]->count(), 1 << 15, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) dx[i] = y[i] > 0 ? dy[i] : slope * dy[i];
+    });
+  }
+};
+
+DSG_REGISTER_LAYER("ReLU", ReLULayer);
+
+}  // namespace dsg

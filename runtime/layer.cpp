@@ -1,0 +1,83 @@
+#include "runtime/layer.hpp"
+
+#include "runtime/error.hpp"
+#include "runtime/rng.hpp"
+
+namespace dsg {
+
+Layer::Layer(const LayerParameter& param) : param_(param), key_(name_key(param.name().c_str())) {}
+
+std::string Layer::where() const { return "layer '" + name() + "' (" + type() + "): "; }
+
+void Layer::check_arity(const TensorVec& bottom, const TensorVec& top) const {
+  auto check = [&](const char* what, int n, int exact, int lo, int hi) {
+    if (exact >= 0 && n != exact)
+      throw Error(where() + strfmt("needs exactly %d %s, got %d", exact, what, n));
+    if (lo >= 0 && n < lo) throw Error(where() + strfmt("needs at least %d %s, got %d", lo, what, n));
+    if (hi >= 0 && n > hi) throw Error(where() + strfmt("takes at most %d %s, got %d", hi, what, n));
+  };
+  check("bottom(s)", int(bottom.size()), exact_num_bottoms(), min_num_bottoms(), max_num_bottoms());
+  check("top(s)", int(top.size()), exact_num_tops(), min_num_tops(), max_num_tops());
+}
+
+void Layer::check_device(const Context& ctx) const {
+  if (!supports(ctx.device.type))
+    throw Error(where() + "has no implementation for device " + ctx.device.name());
+}
+
+void Layer::setup(const TensorVec& bottom, const TensorVec& top, std::mt19937_64& rng) {
+  check_arity(bottom, top);
+  loss_weights_.assign(top.size(), 0.0f);
+  for (size_t i = 0; i < top.size(); ++i)
+    loss_weights_[i] = int(i) < param_.loss_weight_size() ? param_.loss_weight(int(i)) : default_loss_weight(int(i));
+  layer_setup(bottom, top, rng);
+  param_propagate_down_.assign(blobs_.size(), true);
+  for (size_t i = 0; i < blobs_.size() && int(i) < param_.param_size(); ++i)
+    param_propagate_down_[i] = param_.param(int(i)).lr_mult() != 0.0f;
+  reshape(bottom, top);
+}
+
+float Layer::forward(const TensorVec& bottom, const TensorVec& top, const Context& ctx) {
+  check_device(ctx);
+  reshape(bottom, top);
+  forward_cpu(bottom, top, ctx);
+  float loss = 0;
+  for (size_t i = 0; i < top.size(); ++i) {
+    if (loss_weights_[i] == 0.0f) continue;
+    const float* d = top[i]->data();
+    double s = 0;
+    for (int64_t j = 0; j < top[i]->count(); ++j) s += d[j];
+    loss += loss_weights_[i] * static_cast<float>(s);
+  }
+  return loss;
+}
+
+void Layer::backward(const TensorVec& top, const std::vector<bool>& propagate_down, const TensorVec& bottom,
+                     const Context& ctx) {
+  check_device(ctx);
+  backward_cpu(top, propagate_down, bottom, ctx);
+}
+
+void Layer::set_param_propagate_down(int i, bool value) {
+  if (i >= int(param_propagate_down_.size())) param_propagate_down_.resize(i + 1, true);
+  param_propagate_down_[i] = value;
+}
+
+float Layer::loss_weight(int top_index) const {
+  return top_index < int(loss_weights_.size()) ? loss_weights_[top_index] : 0.0f;
+}
+
+void Layer::set_loss_weight(int top_index, float weight) {
+  if (top_index >= int(loss_weights_.size())) loss_weights_.resize(top_index + 1, 0.0f);
+  loss_weights_[top_index] = weight;
+}
+
+std::unique_ptr<Layer> create_layer(const LayerParameter& param) {
+  try {
+    return layer_registry().create(param.type(), param);
+  } catch (const Error& e) {
+    throw Error("layer '" + param.name() + "': " + e.what(), e.hint());
+  }
+}
+
+}  // namespace dsg

@@ -1,0 +1,115 @@
+// Layer: the unit of the graph (Caffe's Layer). The public setup/forward/backward are
+// non-virtual: they check arity and the device, then call the per-device hooks a subclass
+// implements. Learnable parameters live in blobs(); the Net moves them into one contiguous arena
+// after setup, so a layer must not cache raw parameter pointers across calls.
+//
+// To add a layer: derive, implement type()/reshape()/forward_cpu()/backward_cpu() (and
+// layer_setup() if it has parameters), and register it with DSG_REGISTER_LAYER in its .cpp.
+#pragma once
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "dsg.pb.h"
+#include "runtime/context.hpp"
+#include "runtime/registry.hpp"
+#include "runtime/tensor.hpp"
+
+namespace dsg {
+
+using TensorVec = std::vector<Tensor*>;
+
+class Layer {
+ public:
+  explicit Layer(const LayerParameter& param);
+  virtual ~Layer() = default;
+  Layer(const Layer&) = delete;
+  Layer& operator=(const Layer&) = delete;
+
+  // Checks bottom/top counts, creates parameters (filled from `rng`) and shapes the tops.
+  void setup(const TensorVec& bottom, const TensorVec& top, std::mt19937_64& rng);
+  // Reshapes the tops for the current bottoms, runs forward on ctx.device and returns the
+  // weighted loss: sum over tops of loss_weight(i) * sum(top[i]).
+  float forward(const TensorVec& bottom, const TensorVec& top, const Context& ctx);
+  // Computes bottom diffs (where propagate_down[i]) and accumulates (+=) parameter diffs.
+  void backward(const TensorVec& top, const std::vector<bool>& propagate_down, const TensorVec& bottom,
+                const Context& ctx);
+
+  virtual const char* type() const = 0;
+  const LayerParameter& param() const { return param_; }
+  const std::string& name() const { return param_.name(); }
+  // Hash of the layer name: the layer component of counter-based random streams.
+  uint32_t key() const { return key_; }
+
+  // Arity constraints; -1 means unconstrained.
+  virtual int exact_num_bottoms() const { return -1; }
+  virtual int min_num_bottoms() const { return -1; }
+  virtual int max_num_bottoms() const { return -1; }
+  virtual int exact_num_tops() const { return -1; }
+  virtual int min_num_tops() const { return -1; }
+  virtual int max_num_tops() const { return -1; }
+  // Whether the net may ask this layer for the gradient of bottom `index` (false for labels).
+  virtual bool allow_backward_to(int bottom_index) const { (void)bottom_index; return true; }
+  // Whether the top may share its buffer with the bottom (in-place) — true for elementwise layers.
+  virtual bool allows_in_place() const { return false; }
+  // Devices the layer has kernels for. Running on another device is an error (no silent fallback).
+  virtual bool supports(DeviceType device) const { return device == DeviceType::CPU; }
+  // Data layers produce inputs and have no backward.
+  virtual bool is_data_layer() const { return false; }
+
+  // Learnable parameters (and persistent state such as BatchNorm statistics).
+  std::vector<std::shared_ptr<Tensor>>& blobs() { return blobs_; }
+  const std::vector<std::shared_ptr<Tensor>>& blobs() const { return blobs_; }
+  // Whether backward should compute the diff of parameter i (false when its lr_mult is 0).
+  bool param_propagate_down(int i) const { return i < int(param_propagate_down_.size()) && param_propagate_down_[i]; }
+  void set_param_propagate_down(int i, bool value);
+
+  float loss_weight(int top_index) const;
+  void set_loss_weight(int top_index, float weight);
+  // Loss weight a top gets when the config gives none (1 for the first top of loss layers).
+  virtual float default_loss_weight(int top_index) const { (void)top_index; return 0.0f; }
+
+ protected:
+  // One-time setup: read the layer's *_param, create blobs_ and fill them.
+  virtual void layer_setup(const TensorVec& bottom, const TensorVec& top, std::mt19937_64& rng) {
+    (void)bottom; (void)top; (void)rng;
+  }
+  // Shape tops (and internal buffers) from the bottoms; called before every forward.
+  virtual void reshape(const TensorVec& bottom, const TensorVec& top) = 0;
+  virtual void forward_cpu(const TensorVec& bottom, const TensorVec& top, const Context& ctx) = 0;
+  virtual void backward_cpu(const TensorVec& top, const std::vector<bool>& propagate_down,
+                            const TensorVec& bottom, const Context& ctx) = 0;
+
+  // "layer 'conv1' (Convolution): " prefix for error messages.
+  std::string where() const;
+
+  LayerParameter param_;
+  std::vector<std::shared_ptr<Tensor>> blobs_;
+
+ private:
+  void check_arity(const TensorVec& bottom, const TensorVec& top) const;
+  void check_device(const Context& ctx) const;
+
+  uint32_t key_ = 0;
+  std::vector<bool> param_propagate_down_;
+  std::vector<float> loss_weights_;
+};
+
+using LayerRegistry = Registry<Layer, const LayerParameter&>;
+inline LayerRegistry& layer_registry() { return LayerRegistry::instance("layer type"); }
+
+// Creates the layer for param.type(); an unknown type lists the known ones.
+std::unique_ptr<Layer> create_layer(const LayerParameter& param);
+
+struct LayerRegistrar {
+  LayerRegistrar(const char* type, LayerRegistry::Creator creator) { layer_registry().add(type, std::move(creator)); }
+};
+
+}  // namespace dsg
+
+#define DSG_REGISTER_LAYER(type_string, Class)                                             \
+  static ::dsg::LayerRegistrar dsg_layer_registrar_##Class(                                \
+      type_string, [](const ::dsg::LayerParameter& p) -> std::unique_ptr<::dsg::Layer> {   \
+        return std::make_unique<Class>(p);                                                 \
+      })

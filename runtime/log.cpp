@@ -1,0 +1,27 @@
+#include "runtime/log.hpp"
+
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+namespace dsg {
+namespace {
+
+spdlog::logger& logger() {
+  static std::shared_ptr<spdlog::logger> instance = [] {
+    auto l = std::make_shared<spdlog::logger>("dsg", std::make_shared<spdlog::sinks::stderr_sink_mt>());
+    l->set_pattern("%L%m%d %H:%M:%S.%f %6t dsg] %v");
+    l->set_level(spdlog::level::info);
+    l->flush_on(spdlog::level::info);
+    return l;
+  }();
+  return *instance;
+}
+
+}  // namespace
+
+void log_info(const std::string& message) { logger().info(message); }
+void log_warn(const std::string& message) { logger().warn(message); }
+void log_error(const std::string& message) { logger().error(message); }
+void set_log_quiet(bool quiet) { logger().set_level(quiet ? spdlog::level::warn : spdlog::level::info); }
+
+}  // namespace dsg
