@@ -32,8 +32,11 @@ void Layer::setup(const TensorVec& bottom, const TensorVec& top, std::mt19937_64
     loss_weights_[i] = int(i) < param_.loss_weight_size() ? param_.loss_weight(int(i)) : default_loss_weight(int(i));
   layer_setup(bottom, top, rng);
   param_propagate_down_.assign(blobs_.size(), true);
-  for (size_t i = 0; i < blobs_.size() && int(i) < param_.param_size(); ++i)
-    param_propagate_down_[i] = param_.param(int(i)).lr_mult() != 0.0f;
+  for (size_t i = 0; i < blobs_.size(); ++i) {
+    bool learnable = blob_is_learnable(int(i));
+    if (int(i) < param_.param_size()) learnable = learnable && param_.param(int(i)).lr_mult() != 0.0f;
+    param_propagate_down_[i] = learnable;
+  }
   reshape(bottom, top);
 }
 

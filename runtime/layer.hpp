@@ -61,7 +61,10 @@ class Layer {
   // Learnable parameters (and persistent state such as BatchNorm statistics).
   std::vector<std::shared_ptr<Tensor>>& blobs() { return blobs_; }
   const std::vector<std::shared_ptr<Tensor>>& blobs() const { return blobs_; }
-  // Whether backward should compute the diff of parameter i (false when its lr_mult is 0).
+  // Whether blob i is learned by the solver (false for state such as BatchNorm statistics).
+  virtual bool blob_is_learnable(int blob_index) const { (void)blob_index; return true; }
+  // Whether backward should compute the diff of parameter i (false when its lr_mult is 0 or the
+  // blob is not learnable).
   bool param_propagate_down(int i) const { return i < int(param_propagate_down_.size()) && param_propagate_down_[i]; }
   void set_param_propagate_down(int i, bool value);
 
