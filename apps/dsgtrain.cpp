@@ -1,1 +1,179 @@
-int main() { return 0; }
+// dsgtrain: trains a net from a solver prototxt.
+//   dsgtrain CONFIG [--epochs E | --iterations N] [--threads T] [--device cpu|cuda] [--seed S]
+//            [--data DIR] [--output DIR] [--resume FILE]
+// Logs in Caffe's line format on stderr; a progress line on a terminal; OUTPUT/metrics.jsonl with
+// one JSON object per test evaluation. Exit status 0 on success, 1 on any error (one line), 2 on
+// bad command-line usage.
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "datasets/data_paths.hpp"
+#include "runtime/config.hpp"
+#include "runtime/device.hpp"
+#include "runtime/error.hpp"
+#include "runtime/log.hpp"
+#include "runtime/math.hpp"
+#include "runtime/parallel.hpp"
+#include "runtime/solver.hpp"
+
+namespace fs = std::filesystem;
+using namespace dsg;
+
+namespace {
+
+struct Options {
+  std::string config;
+  double epochs = 0;
+  int iterations = 0;
+  int threads = 0;
+  std::string device = "cpu";
+  int64_t seed = -1;
+  bool seed_given = false;
+  std::string data_dir, output_dir, resume;
+};
+
+std::string json_number(double v) {
+  if (!std::isfinite(v)) return "null";
+  return strfmt("%.6g", v);
+}
+
+std::string format_eta(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "--:--";
+  long s = long(seconds + 0.5);
+  return s >= 3600 ? strfmt("%ld:%02ld:%02ld", s / 3600, (s / 60) % 60, s % 60) : strfmt("%02ld:%02ld", s / 60, s % 60);
+}
+
+int run(const Options& opt) {
+  LoadedConfig config = load_solver_config(opt.config);
+  SolverParameter& solver_param = config.solver;
+  resolve_data_sources(*solver_param.mutable_net_param(), config.config_dir, opt.data_dir);
+
+  Context ctx;
+  ctx.device = parse_device(opt.device);
+  if (ctx.device.type == DeviceType::CUDA) {
+    std::string reason;
+    if (cuda_device_count(&reason) == 0) throw Error("--device " + opt.device + ": " + reason, "use --device cpu");
+  }
+  uint64_t seed;
+  if (opt.seed_given) seed = uint64_t(opt.seed);
+  else if (solver_param.random_seed() >= 0) seed = uint64_t(solver_param.random_seed());
+  else seed = uint64_t(std::chrono::system_clock::now().time_since_epoch().count());
+  ctx.seed = seed;
+  solver_param.set_random_seed(int64_t(seed));
+
+  int threads = opt.threads > 0 ? opt.threads : int(std::max(1u, std::thread::hardware_concurrency()));
+  set_num_threads(threads);
+
+  std::string stem = fs::path(opt.config).stem().string();
+  fs::path output = opt.output_dir.empty() ? fs::path("out") / stem : fs::path(opt.output_dir);
+  fs::create_directories(output);
+  std::string prefix = solver_param.has_snapshot_prefix() ? solver_param.snapshot_prefix() : stem;
+  if (!fs::path(prefix).is_absolute()) prefix = (output / fs::path(prefix).filename()).string();
+
+  log_info(strfmt("dsgtrain: config %s, device %s, %d thread(s), seed %llu (pass --seed %llu to reproduce)",
+                  opt.config.c_str(), ctx.device.name().c_str(), threads, static_cast<unsigned long long>(seed),
+                  static_cast<unsigned long long>(seed)));
+  Solver solver(solver_param, config.net_locations, ctx, prefix);
+  for (auto& layer : solver.train_net().layers())
+    if (!layer->supports(ctx.device.type))
+      throw Error("layer '" + layer->name() + "' (" + layer->type() + ") has no " + ctx.device.name() +
+                      " implementation",
+                  "run with --device cpu");
+
+  if (opt.epochs > 0 || opt.iterations > 0) {
+    int64_t max_iter = opt.iterations;
+    if (opt.epochs > 0) {
+      int64_t n = solver.train_set_size();
+      if (n == 0) throw Error("--epochs needs a Data layer in the TRAIN net to know the epoch size");
+      max_iter = int64_t(std::ceil(opt.epochs * double(n) / double(solver.samples_per_iter())));
+    }
+    solver.set_max_iter(int(max_iter));
+  }
+  if (!opt.resume.empty()) solver.restore(opt.resume);
+  log_info(strfmt("Training for %d iterations (%.3g epochs of %lld samples); snapshots: %s_iter_N.dsgmodel",
+                  solver.param().max_iter(),
+                  solver.train_set_size() ? double(solver.param().max_iter()) * solver.samples_per_iter() /
+                                                solver.train_set_size()
+                                          : 0.0,
+                  static_cast<long long>(solver.train_set_size()), prefix.c_str()));
+
+  std::string metrics_path = (output / "metrics.jsonl").string();
+  std::ofstream metrics(metrics_path, opt.resume.empty() ? std::ios::trunc : std::ios::app);
+  if (!metrics) throw Error("cannot write " + metrics_path);
+  solver.on_test = [&](const TestReport& r) {
+    std::string line = strfmt("{\"iteration\": %d, \"epoch\": %s, \"train_loss\": %s, \"test_loss\": %s", r.iter,
+                              json_number(r.epoch).c_str(), json_number(r.train_loss).c_str(),
+                              json_number(r.loss).c_str());
+    for (const auto& kv : r.outputs) line += ", \"" + kv.first + "\": " + json_number(kv.second);
+    line += ", \"images_per_sec\": " + json_number(r.images_per_sec) + "}";
+    metrics << line << "\n";
+    metrics.flush();
+  };
+
+  const bool tty = ::isatty(STDERR_FILENO);
+  auto start = std::chrono::steady_clock::now();
+  auto last_draw = start;
+  const int start_iter = solver.iter();
+  if (tty) {
+    solver.on_iteration = [&](const IterationReport& r) {
+      auto now = std::chrono::steady_clock::now();
+      if (r.iter != r.max_iter && now - last_draw < std::chrono::milliseconds(200)) return;
+      last_draw = now;
+      double secs = std::chrono::duration<double>(now - start).count();
+      double per_iter = r.iter > start_iter ? secs / (r.iter - start_iter) : NAN;
+      double ips = secs > 0 ? double(r.iter - start_iter) * solver.samples_per_iter() / secs : 0;
+      std::fprintf(stderr, "\r\033[K  iter %d/%d  epoch %.2f  loss %.4f  %.0f img/s  ETA %s", r.iter, r.max_iter,
+                   r.epoch, r.smoothed_loss, ips, format_eta(per_iter * (r.max_iter - r.iter)).c_str());
+      std::fflush(stderr);
+      set_progress_line_active(true);
+    };
+  }
+  solver.solve();
+  if (tty) set_progress_line_active(false);
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  log_info(strfmt("Trained %d iterations in %.1f s (%.0f images/s); metrics: %s; model: %s", solver.iter() - start_iter,
+                  secs, secs > 0 ? double(solver.iter() - start_iter) * solver.samples_per_iter() / secs : 0.0,
+                  metrics_path.c_str(), solver.last_snapshot().c_str()));
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"dsgtrain: train a sparse or dense network from a solver prototxt"};
+  Options opt;
+  app.add_option("config", opt.config, "solver prototxt (with net: or net_param)")->required();
+  auto* epochs = app.add_option("--epochs", opt.epochs, "train for E epochs (overrides max_iter)");
+  auto* iterations = app.add_option("--iterations", opt.iterations, "train for N iterations (overrides max_iter)");
+  epochs->excludes(iterations);
+  app.add_option("--threads", opt.threads, "CPU threads (default: all cores)");
+  app.add_option("--device", opt.device, "cpu or cuda[:N]");
+  app.add_option("--seed", opt.seed, "random seed (overrides random_seed)");
+  app.add_option("--data", opt.data_dir, "directory holding the data files named in the config");
+  app.add_option("--output", opt.output_dir, "directory for snapshots and metrics.jsonl (default out/<config>)");
+  app.add_option("--resume", opt.resume, "continue from a .dsgmodel snapshot");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  opt.seed_given = app.count("--seed") > 0;
+  try {
+    return run(opt);
+  } catch (const dsg::Error& e) {
+    set_progress_line_active(false);
+    std::fprintf(stderr, "%sdsgtrain: error: %s%s%s\n", ::isatty(STDERR_FILENO) ? "\n" : "", e.what(), e.hint().empty() ? "" : " (hint: ",
+                 e.hint().empty() ? "" : (e.hint() + ")").c_str());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "dsgtrain: error: %s\n", e.what());
+    return 1;
+  }
+}

@@ -10,5 +10,7 @@ void log_warn(const std::string& message);
 void log_error(const std::string& message);
 // Quiet mode drops info lines (tests use it).
 void set_log_quiet(bool quiet);
+// While a terminal progress line is shown, log lines first clear it (dsgtrain redraws it).
+void set_progress_line_active(bool active);
 
 }  // namespace dsg

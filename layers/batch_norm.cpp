@@ -1,0 +1,153 @@
+// BatchNorm (Caffe's "BatchNorm"): normalises each channel over the batch and spatial dims,
+//   y = (x - mean_c) / sqrt(var_c + eps),
+// for a bottom of shape (N, C) or (N, C, spatial...). No scale/shift (that is the Scale layer).
+//
+// Blobs (state, not learned): [0] running mean sum [C], [1] running variance sum [C],
+// [2] moving-average factor [1]. With batch statistics each forward updates, as in Caffe,
+//   factor = factor * maf + 1,  blob0 = blob0 * maf + mean,  blob1 = blob1 * maf + var * m/(m-1)
+// (m = N * spatial), and global statistics are blob0 / factor and blob1 / factor.
+// use_global_stats defaults to (ctx.phase == TEST), decided per forward call unless
+// batch_norm_param.use_global_stats is set. In-place capable (backward uses the top values).
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <vector>
+
+#include "runtime/error.hpp"
+#include "runtime/layer.hpp"
+#include "runtime/parallel.hpp"
+
+namespace dsg {
+
+class BatchNormLayer : public Layer {
+ public:
+  using Layer::Layer;
+  const char* type() const override { return "BatchNorm"; }
+  int exact_num_bottoms() const override { return 1; }
+  int exact_num_tops() const override { return 1; }
+  bool allows_in_place() const override { return true; }
+  bool blob_is_learnable(int) const override { return false; }
+
+ protected:
+  void layer_setup(const TensorVec& bottom, const TensorVec&, std::mt19937_64&) override {
+    const auto& bp = param_.batch_norm_param();
+    eps_ = bp.eps();
+    maf_ = bp.moving_average_fraction();
+    if (!(eps_ > 0.0f)) throw Error(where() + strfmt("eps must be positive, got %g", eps_));
+    if (bottom[0]->num_axes() < 2)
+      throw Error(where() + "needs a bottom of shape (N, C) or (N, C, H, W), got " + bottom[0]->shape_string());
+    channels_ = bottom[0]->shape(1);
+    blobs_.clear();
+    blobs_.push_back(std::make_shared<Tensor>(std::vector<int>{channels_}));
+    blobs_.push_back(std::make_shared<Tensor>(std::vector<int>{channels_}));
+    blobs_.push_back(std::make_shared<Tensor>(std::vector<int>{1}));
+    for (auto& b : blobs_) b->set_data(0.0f);
+  }
+
+  void reshape(const TensorVec& bottom, const TensorVec& top) override {
+    if (bottom[0]->num_axes() < 2 || bottom[0]->shape(1) != channels_)
+      throw Error(where() + strfmt("expects %d channels on axis 1, got bottom ", channels_) +
+                  bottom[0]->shape_string());
+    top[0]->reshape_like(*bottom[0]);
+    mean_.resize(size_t(channels_));
+    inv_std_.resize(size_t(channels_));
+  }
+
+  void forward_cpu(const TensorVec& bottom, const TensorVec& top, const Context& ctx) override {
+    const auto& bp = param_.batch_norm_param();
+    global_ = bp.has_use_global_stats() ? bp.use_global_stats() : ctx.phase == TEST;
+    const int num = bottom[0]->shape(0), C = channels_;
+    const int64_t spatial = bottom[0]->count(2), m = int64_t(num) * spatial;
+    const float* x = bottom[0]->data();
+    float* y = top[0]->mutable_data();
+    float* run_mean = blobs_[0]->mutable_data();
+    float* run_var = blobs_[1]->mutable_data();
+    float* factor = blobs_[2]->mutable_data();
+    if (global_) {
+      const float s = factor[0] == 0.0f ? 0.0f : 1.0f / factor[0];
+      for (int c = 0; c < C; ++c) {
+        mean_[c] = run_mean[c] * s;
+        inv_std_[c] = 1.0f / std::sqrt(run_var[c] * s + eps_);
+      }
+    } else if (m > 0) {
+      const float bias_correction = m > 1 ? float(m) / float(m - 1) : 1.0f;
+      for_channels(m, [&](int c) {
+        double sum = 0, sumsq = 0;
+        for (int n = 0; n < num; ++n) {
+          const float* p = x + (int64_t(n) * C + c) * spatial;
+          for (int64_t s = 0; s < spatial; ++s) sum += p[s];
+        }
+        const double mu = sum / double(m);
+        for (int n = 0; n < num; ++n) {
+          const float* p = x + (int64_t(n) * C + c) * spatial;
+          for (int64_t s = 0; s < spatial; ++s) sumsq += (p[s] - mu) * (p[s] - mu);
+        }
+        const double var = sumsq / double(m);
+        mean_[c] = float(mu);
+        inv_std_[c] = float(1.0 / std::sqrt(var + eps_));
+        run_mean[c] = run_mean[c] * maf_ + float(mu);
+        run_var[c] = run_var[c] * maf_ + bias_correction * float(var);
+      });
+      factor[0] = factor[0] * maf_ + 1.0f;
+    }
+    for_channels(m, [&](int c) {
+      const float mu = mean_[c], is = inv_std_[c];
+      for (int n = 0; n < num; ++n) {
+        const int64_t off = (int64_t(n) * C + c) * spatial;
+        for (int64_t s = 0; s < spatial; ++s) y[off + s] = (x[off + s] - mu) * is;
+      }
+    });
+  }
+
+  // Batch statistics: dx = (dy - mean(dy) - y * mean(dy * y)) / sqrt(var + eps), means per channel.
+  // Global statistics: dx = dy / sqrt(var + eps).
+  void backward_cpu(const TensorVec& top, const std::vector<bool>& propagate_down, const TensorVec& bottom,
+                    const Context&) override {
+    if (!propagate_down[0]) return;
+    const int num = bottom[0]->shape(0), C = channels_;
+    const int64_t spatial = bottom[0]->count(2), m = int64_t(num) * spatial;
+    const float* y = top[0]->data();
+    const float* dy = top[0]->diff();
+    float* dx = bottom[0]->mutable_diff();
+    for_channels(m, [&](int c) {
+      float mean_dy = 0, mean_dyy = 0;
+      if (!global_ && m > 0) {
+        double a = 0, b = 0;
+        for (int n = 0; n < num; ++n) {
+          const int64_t off = (int64_t(n) * C + c) * spatial;
+          for (int64_t s = 0; s < spatial; ++s) {
+            a += dy[off + s];
+            b += double(dy[off + s]) * y[off + s];
+          }
+        }
+        mean_dy = float(a / double(m));
+        mean_dyy = float(b / double(m));
+      }
+      const float is = inv_std_[c];
+      for (int n = 0; n < num; ++n) {
+        const int64_t off = (int64_t(n) * C + c) * spatial;
+        for (int64_t s = 0; s < spatial; ++s)
+          dx[off + s] = (dy[off + s] - mean_dy - y[off + s] * mean_dyy) * is;
+      }
+    });
+  }
+
+ private:
+  // Runs fn(c) for every channel, in parallel when there is enough work per chunk.
+  template <class Fn>
+  void for_channels(int64_t per_channel, Fn&& fn) const {
+    const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 15) / std::max<int64_t>(1, per_channel));
+    parallel_for(channels_, grain, [&](int64_t begin, int64_t end) {
+      for (int64_t c = begin; c < end; ++c) fn(int(c));
+    });
+  }
+
+  int channels_ = 0;
+  float eps_ = 1e-5f, maf_ = 0.999f;
+  bool global_ = false;                 // whether the last forward used the running statistics
+  std::vector<float> mean_, inv_std_;   // per channel, from the last forward
+};
+
+DSG_REGISTER_LAYER("BatchNorm", BatchNormLayer);
+
+}  // namespace dsg

@@ -1,0 +1,208 @@
+// Pooling (Caffe's PoolingParameter) over the H, W axes of a 4-axis NCHW bottom: MAX or AVE,
+// kernel/stride/pad (or their _h/_w forms) or global_pooling, round_mode CEIL (default) or FLOOR.
+// Output size: round((H + 2 pad - kernel) / stride) + 1, reduced by one when padded and the last
+// window would start in the padding. AVE divides by the window clipped to the padded input (Caffe).
+// MAX may have a second top receiving the argmax (flat index within the H x W plane) as floats.
+// STOCHASTIC is not supported.
+#include <algorithm>
+#include <cfloat>
+#include <cmath>
+#include <vector>
+
+#include "runtime/error.hpp"
+#include "runtime/layer.hpp"
+#include "runtime/parallel.hpp"
+
+namespace dsg {
+
+class PoolingLayer : public Layer {
+ public:
+  using Layer::Layer;
+  const char* type() const override { return "Pooling"; }
+  int exact_num_bottoms() const override { return 1; }
+  int min_num_tops() const override { return 1; }
+  int max_num_tops() const override { return param_.pooling_param().pool() == PoolingParameter::MAX ? 2 : 1; }
+
+ protected:
+  void layer_setup(const TensorVec&, const TensorVec&, std::mt19937_64&) override {
+    const PoolingParameter& p = param_.pooling_param();
+    method_ = p.pool();
+    if (method_ == PoolingParameter::STOCHASTIC)
+      throw Error(where() + "STOCHASTIC pooling is not supported (use MAX or AVE)");
+    global_ = p.global_pooling();
+    if (global_) {
+      if (p.has_kernel_size() || p.has_kernel_h() || p.has_kernel_w())
+        throw Error(where() + "global_pooling takes its kernel from the input; do not give kernel_size/kernel_h/kernel_w");
+    } else if (p.has_kernel_size()) {
+      if (p.has_kernel_h() || p.has_kernel_w())
+        throw Error(where() + "give either kernel_size or kernel_h/kernel_w, not both");
+      kh_ = kw_ = static_cast<int>(p.kernel_size());
+    } else {
+      if (!p.has_kernel_h() || !p.has_kernel_w())
+        throw Error(where() + "kernel_size (or both kernel_h and kernel_w) is required");
+      kh_ = static_cast<int>(p.kernel_h());
+      kw_ = static_cast<int>(p.kernel_w());
+    }
+    if (p.has_pad_h() || p.has_pad_w()) {
+      if (p.has_pad() || !p.has_pad_h() || !p.has_pad_w())
+        throw Error(where() + "give either pad or both pad_h and pad_w");
+      ph_ = static_cast<int>(p.pad_h());
+      pw_ = static_cast<int>(p.pad_w());
+    } else {
+      ph_ = pw_ = static_cast<int>(p.pad());
+    }
+    if (p.has_stride_h() || p.has_stride_w()) {
+      if (p.has_stride() || !p.has_stride_h() || !p.has_stride_w())
+        throw Error(where() + "give either stride or both stride_h and stride_w");
+      sh_ = static_cast<int>(p.stride_h());
+      sw_ = static_cast<int>(p.stride_w());
+    } else {
+      sh_ = sw_ = static_cast<int>(p.stride());
+    }
+    if (sh_ <= 0 || sw_ <= 0) throw Error(where() + strfmt("stride must be positive, got %dx%d", sh_, sw_));
+    if (global_) {
+      if (ph_ != 0 || pw_ != 0 || sh_ != 1 || sw_ != 1)
+        throw Error(where() + strfmt("global_pooling needs pad 0 and stride 1, got pad %dx%d stride %dx%d", ph_,
+                                     pw_, sh_, sw_));
+    } else {
+      if (kh_ <= 0 || kw_ <= 0) throw Error(where() + strfmt("kernel must be positive, got %dx%d", kh_, kw_));
+      if (ph_ >= kh_ || pw_ >= kw_)
+        throw Error(where() + strfmt("pad %dx%d must be smaller than the kernel %dx%d", ph_, pw_, kh_, kw_));
+    }
+  }
+
+  void reshape(const TensorVec& bottom, const TensorVec& top) override {
+    const Tensor& x = *bottom[0];
+    if (x.num_axes() != 4)
+      throw Error(where() + "expects a 4-axis NCHW bottom, got shape " + x.shape_string());
+    n_ = x.shape(0);
+    c_ = x.shape(1);
+    h_ = x.shape(2);
+    w_ = x.shape(3);
+    if (global_) {
+      kh_ = h_;
+      kw_ = w_;
+    }
+    if (h_ + 2 * ph_ < kh_ || w_ + 2 * pw_ < kw_)
+      throw Error(where() + strfmt("kernel %dx%d is larger than the padded input %dx%d (input %dx%d, pad %dx%d)",
+                                   kh_, kw_, h_ + 2 * ph_, w_ + 2 * pw_, h_, w_, ph_, pw_));
+    auto out_size = [&](int in, int k, int p, int s) {
+      double q = double(in + 2 * p - k) / s;
+      int o = static_cast<int>(param_.pooling_param().round_mode() == PoolingParameter::FLOOR ? std::floor(q)
+                                                                                            : std::ceil(q)) + 1;
+      if (p > 0 && int64_t(o - 1) * s >= in + p) --o;  // the last window must start inside the input
+      return o;
+    };
+    ho_ = out_size(h_, kh_, ph_, sh_);
+    wo_ = out_size(w_, kw_, pw_, sw_);
+    top[0]->reshape({n_, c_, ho_, wo_});
+    if (top.size() > 1) top[1]->reshape({n_, c_, ho_, wo_});
+    if (method_ == PoolingParameter::MAX) argmax_.resize(static_cast<size_t>(top[0]->count()));
+  }
+
+  void forward_cpu(const TensorVec& bottom, const TensorVec& top, const Context&) override {
+    const float* x = bottom[0]->data();
+    float* y = top[0]->mutable_data();
+    float* mask_top = top.size() > 1 ? top[1]->mutable_data() : nullptr;
+    const int64_t plane = int64_t(h_) * w_, oplane = int64_t(ho_) * wo_;
+    parallel_for(int64_t(n_) * c_, grain(), [&](int64_t begin, int64_t end) {
+      for (int64_t t = begin; t < end; ++t) {
+        const float* xp = x + t * plane;
+        float* yp = y + t * oplane;
+        if (method_ == PoolingParameter::MAX) {
+          int* mp = argmax_.data() + t * oplane;
+          for (int oh = 0; oh < ho_; ++oh) {
+            int h0, h1;
+            window(oh, sh_, ph_, kh_, h_, h0, h1);
+            for (int ow = 0; ow < wo_; ++ow) {
+              int w0, w1;
+              window(ow, sw_, pw_, kw_, w_, w0, w1);
+              float best = -FLT_MAX;
+              int arg = -1;
+              for (int ih = h0; ih < h1; ++ih)
+                for (int iw = w0; iw < w1; ++iw) {
+                  const float v = xp[ih * w_ + iw];
+                  if (v > best) {
+                    best = v;
+                    arg = ih * w_ + iw;
+                  }
+                }
+              yp[oh * wo_ + ow] = best;
+              mp[oh * wo_ + ow] = arg;
+            }
+          }
+          if (mask_top)
+            for (int64_t k = 0; k < oplane; ++k) mask_top[t * oplane + k] = static_cast<float>(mp[k]);
+        } else {
+          for (int oh = 0; oh < ho_; ++oh) {
+            int h0, h1;
+            const int hsize = window(oh, sh_, ph_, kh_, h_, h0, h1);
+            for (int ow = 0; ow < wo_; ++ow) {
+              int w0, w1;
+              const int wsize = window(ow, sw_, pw_, kw_, w_, w0, w1);
+              float sum = 0;
+              for (int ih = h0; ih < h1; ++ih)
+                for (int iw = w0; iw < w1; ++iw) sum += xp[ih * w_ + iw];
+              yp[oh * wo_ + ow] = sum / float(hsize * wsize);
+            }
+          }
+        }
+      }
+    });
+  }
+
+  void backward_cpu(const TensorVec& top, const std::vector<bool>& propagate_down, const TensorVec& bottom,
+                    const Context&) override {
+    if (!propagate_down[0]) return;
+    const float* dy = top[0]->diff();
+    float* dx = bottom[0]->mutable_diff();
+    const int64_t plane = int64_t(h_) * w_, oplane = int64_t(ho_) * wo_;
+    parallel_for(int64_t(n_) * c_, grain(), [&](int64_t begin, int64_t end) {
+      for (int64_t t = begin; t < end; ++t) {
+        float* dxp = dx + t * plane;
+        const float* dyp = dy + t * oplane;
+        std::fill(dxp, dxp + plane, 0.0f);
+        if (method_ == PoolingParameter::MAX) {
+          const int* mp = argmax_.data() + t * oplane;
+          for (int64_t k = 0; k < oplane; ++k)
+            if (mp[k] >= 0) dxp[mp[k]] += dyp[k];
+        } else {
+          for (int oh = 0; oh < ho_; ++oh) {
+            int h0, h1;
+            const int hsize = window(oh, sh_, ph_, kh_, h_, h0, h1);
+            for (int ow = 0; ow < wo_; ++ow) {
+              int w0, w1;
+              const int wsize = window(ow, sw_, pw_, kw_, w_, w0, w1);
+              const float g = dyp[oh * wo_ + ow] / float(hsize * wsize);
+              for (int ih = h0; ih < h1; ++ih)
+                for (int iw = w0; iw < w1; ++iw) dxp[ih * w_ + iw] += g;
+            }
+          }
+        }
+      }
+    });
+  }
+
+ private:
+  // Input range [lo, hi) of output position o along one axis, clipped to the input; returns the
+  // window size clipped to the padded input (AVE's divisor).
+  static int window(int o, int stride, int pad, int kernel, int in, int& lo, int& hi) {
+    const int start = o * stride - pad;
+    const int end = std::min(start + kernel, in + pad);
+    lo = std::max(start, 0);
+    hi = std::min(end, in);
+    return end - start;
+  }
+
+  int64_t grain() const { return std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(1, int64_t(h_) * w_)); }
+
+  PoolingParameter::PoolMethod method_ = PoolingParameter::MAX;
+  bool global_ = false;
+  int kh_ = 0, kw_ = 0, sh_ = 1, sw_ = 1, ph_ = 0, pw_ = 0;
+  int n_ = 0, c_ = 0, h_ = 0, w_ = 0, ho_ = 0, wo_ = 0;
+  std::vector<int> argmax_;  // MAX: flat H x W index of each output's maximum
+};
+
+DSG_REGISTER_LAYER("Pooling", PoolingLayer);
+
+}  // namespace dsg

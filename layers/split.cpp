@@ -1,0 +1,46 @@
+// Split (Caffe's "Split"): hands one bottom to several consumers. Every top shares the bottom's
+// data buffer (no copy) but has its own diff; backward sums the top diffs into the bottom diff.
+// The Net inserts it automatically when a blob feeds several layers.
+#include <algorithm>
+
+#include "runtime/layer.hpp"
+#include "runtime/parallel.hpp"
+
+namespace dsg {
+
+class SplitLayer : public Layer {
+ public:
+  using Layer::Layer;
+  const char* type() const override { return "Split"; }
+  int exact_num_bottoms() const override { return 1; }
+  int min_num_tops() const override { return 1; }
+
+ protected:
+  void reshape(const TensorVec& bottom, const TensorVec& top) override {
+    for (Tensor* t : top) {
+      // A top viewing the bottom's old (smaller) buffer cannot grow in place: start it afresh.
+      if (t->count() < bottom[0]->count()) *t = Tensor();
+      t->reshape_like(*bottom[0]);
+      t->share_data(*bottom[0]);
+    }
+  }
+
+  void forward_cpu(const TensorVec&, const TensorVec&, const Context&) override {}
+
+  void backward_cpu(const TensorVec& top, const std::vector<bool>& propagate_down, const TensorVec& bottom,
+                    const Context&) override {
+    if (!propagate_down[0]) return;
+    float* dx = bottom[0]->mutable_diff();
+    std::vector<const float*> dy;
+    for (Tensor* t : top) dy.push_back(t->diff());
+    parallel_for(bottom[0]->count(), 1 << 15, [&](int64_t begin, int64_t end) {
+      std::copy(dy[0] + begin, dy[0] + end, dx + begin);
+      for (size_t k = 1; k < dy.size(); ++k)
+        for (int64_t i = begin; i < end; ++i) dx[i] += dy[k][i];
+    });
+  }
+};
+
+DSG_REGISTER_LAYER("Split", SplitLayer);
+
+}  // namespace dsg

@@ -1,0 +1,285 @@
+#include "runtime/net.hpp"
+
+#include <cstring>
+#include <set>
+
+#include "runtime/error.hpp"
+
+namespace dsg {
+
+static bool rule_met(const NetStateRule& rule, const NetState& state) {
+  if (rule.has_phase() && rule.phase() != state.phase()) return false;
+  if (rule.has_min_level() && state.level() < rule.min_level()) return false;
+  if (rule.has_max_level() && state.level() > rule.max_level()) return false;
+  std::set<std::string> stages(state.stage().begin(), state.stage().end());
+  for (const auto& s : rule.stage())
+    if (!stages.count(s)) return false;
+  for (const auto& s : rule.not_stage())
+    if (stages.count(s)) return false;
+  return true;
+}
+
+bool layer_included(const LayerParameter& layer, const NetState& state) {
+  if (layer.include_size() > 0 && layer.exclude_size() > 0)
+    throw Error("layer '" + layer.name() + "' has both include and exclude rules");
+  if (layer.has_phase() && layer.phase() != state.phase()) return false;
+  if (layer.include_size() > 0) {
+    for (const auto& r : layer.include())
+      if (rule_met(r, state)) return true;
+    return false;
+  }
+  for (const auto& r : layer.exclude())
+    if (rule_met(r, state)) return false;
+  return true;
+}
+
+NetParameter insert_splits(const NetParameter& param) {
+  // A blob "version" is identified by (producer layer, top index); inputs use layer -1.
+  using Version = std::pair<int, int>;
+  std::map<std::string, Version> latest;
+  std::map<Version, int> consumers;
+  std::map<std::pair<int, int>, Version> source_of_bottom;
+  for (int i = 0; i < param.input_size(); ++i) latest[param.input(i)] = {-1, i};
+  for (int i = 0; i < param.layer_size(); ++i) {
+    const auto& layer = param.layer(i);
+    for (int j = 0; j < layer.bottom_size(); ++j) {
+      auto it = latest.find(layer.bottom(j));
+      if (it == latest.end()) continue;  // reported by the Net with context
+      source_of_bottom[{i, j}] = it->second;
+      consumers[it->second]++;
+    }
+    for (int j = 0; j < layer.top_size(); ++j) latest[layer.top(j)] = {i, j};
+  }
+  auto split_name = [&](const std::string& blob, const Version& v, int k) {
+    std::string producer = v.first < 0 ? std::string("input") : param.layer(v.first).name();
+    return blob + "_" + producer + "_" + std::to_string(v.second) + "_split_" + std::to_string(k);
+  };
+  NetParameter out = param;
+  out.clear_layer();
+  std::map<Version, int> next_split;
+  auto add_split = [&](const std::string& blob, const Version& v) {
+    LayerParameter* split = out.add_layer();
+    std::string producer = v.first < 0 ? std::string("input") : param.layer(v.first).name();
+    split->set_name(blob + "_" + producer + "_" + std::to_string(v.second) + "_split");
+    split->set_type("Split");
+    split->add_bottom(blob);
+    for (int k = 0; k < consumers[v]; ++k) split->add_top(split_name(blob, v, k));
+  };
+  for (int i = 0; i < param.input_size(); ++i)
+    if (consumers[{-1, i}] > 1) add_split(param.input(i), {-1, i});
+  for (int i = 0; i < param.layer_size(); ++i) {
+    LayerParameter* layer = out.add_layer();
+    *layer = param.layer(i);
+    for (int j = 0; j < layer->bottom_size(); ++j) {
+      auto it = source_of_bottom.find({i, j});
+      if (it == source_of_bottom.end() || consumers[it->second] <= 1) continue;
+      layer->set_bottom(j, split_name(layer->bottom(j), it->second, next_split[it->second]++));
+    }
+    for (int j = 0; j < layer->top_size(); ++j)
+      if (consumers[{i, j}] > 1) add_split(layer->top(j), {i, j});
+  }
+  return out;
+}
+
+Net::Net(const NetParameter& param, Phase phase, std::mt19937_64& rng, const std::vector<std::string>& locations)
+    : name_(param.name()), phase_(phase) {
+  build(param, rng, locations);
+  build_arena();
+}
+
+void Net::build(const NetParameter& full, std::mt19937_64& rng, const std::vector<std::string>& locations) {
+  NetState state = full.state();
+  state.set_phase(phase_);
+  // Filter, remembering original indices for error locations.
+  NetParameter filtered = full;
+  filtered.clear_layer();
+  std::vector<std::string> where;
+  for (int i = 0; i < full.layer_size(); ++i) {
+    if (!layer_included(full.layer(i), state)) continue;
+    LayerParameter* kept = filtered.add_layer();
+    *kept = full.layer(i);
+    kept->set_phase(phase_);  // as in Caffe, a layer learns its net's phase from its parameter
+    where.push_back(i < int(locations.size()) && !locations[i].empty() ? locations[i] + ": " : "");
+  }
+  if (filtered.input_size() > 0) throw Error("net '" + name_ + "': net-level inputs are not supported; use an Input layer");
+  NetParameter param = insert_splits(filtered);
+
+  std::set<std::string> names;
+  size_t original = 0;  // index into `where`, advanced on non-split layers
+  std::map<std::string, bool> blob_needs_backward;
+  std::set<std::string> consumed;
+  std::vector<std::string> created;
+  for (int i = 0; i < param.layer_size(); ++i) {
+    const LayerParameter& lp = param.layer(i);
+    bool is_split = lp.type() == "Split" && (int(original) >= filtered.layer_size() ||
+                                             filtered.layer(int(original)).name() != lp.name());
+    std::string loc = is_split ? "" : (original < where.size() ? where[original] : "");
+    if (!is_split) ++original;
+    try {
+      if (!names.insert(lp.name()).second) throw Error("duplicate layer name '" + lp.name() + "'");
+      auto layer = create_layer(lp);
+      TensorVec bottom, top;
+      bool any_bottom_needs_backward = false;
+      std::vector<bool> bottom_needs;
+      for (const auto& b : lp.bottom()) {
+        auto it = blobs_.find(b);
+        if (it == blobs_.end())
+          throw Error("layer '" + lp.name() + "': unknown bottom blob '" + b + "' (no earlier layer produces it in the " +
+                      (phase_ == TRAIN ? "TRAIN" : "TEST") + " net)");
+        bottom.push_back(it->second.get());
+        consumed.insert(b);
+        bottom_needs.push_back(blob_needs_backward[b]);
+        any_bottom_needs_backward = any_bottom_needs_backward || blob_needs_backward[b];
+      }
+      for (int j = 0; j < lp.top_size(); ++j) {
+        const std::string& t = lp.top(j);
+        bool in_place = j < lp.bottom_size() && lp.bottom(j) == t;
+        if (in_place) {
+          if (!layer->allows_in_place())
+            throw Error("layer '" + lp.name() + "' (" + lp.type() + ") cannot run in place (top '" + t + "' = bottom)");
+          top.push_back(blobs_[t].get());
+          continue;
+        }
+        for (const auto& b : lp.bottom())
+          if (b == t) throw Error("layer '" + lp.name() + "': top '" + t + "' repeats a bottom at another position");
+        if (blobs_.count(t)) throw Error("layer '" + lp.name() + "': top blob '" + t + "' is produced twice");
+        blobs_[t] = std::make_shared<Tensor>();
+        created.push_back(t);
+        top.push_back(blobs_[t].get());
+      }
+      layer->setup(bottom, top, rng);
+      // Backward is needed where a parameter learns or an input needs gradients.
+      bool learns = false;
+      for (size_t p = 0; p < layer->blobs().size(); ++p) learns = learns || layer->param_propagate_down(int(p));
+      bool needs = !layer->is_data_layer() && (learns || any_bottom_needs_backward);
+      std::vector<bool> propagate(bottom.size(), false);
+      for (size_t b = 0; b < bottom.size(); ++b)
+        propagate[b] = needs && bottom_needs[b] && layer->allow_backward_to(int(b)) &&
+                       !(int(b) < lp.propagate_down_size() && !lp.propagate_down(int(b)));
+      for (const auto& t : lp.top()) blob_needs_backward[t] = needs;
+      layer_needs_backward_.push_back(needs);
+      propagate_down_.push_back(propagate);
+      bottoms_.push_back(bottom);
+      tops_.push_back(top);
+      layers_.push_back(std::move(layer));
+    } catch (const Error& e) {
+      throw Error(loc + e.what(), e.hint());
+    }
+  }
+  for (const auto& t : created)
+    if (!consumed.count(t)) outputs_.push_back(t);
+}
+
+void Net::build_arena() {
+  size_t total = 0;
+  for (auto& layer : layers_)
+    for (auto& b : layer->blobs()) total += size_t(b->count());
+  arena_size_ = total;
+  arena_data_ = std::make_shared<Storage>(total);
+  arena_diff_ = std::make_shared<Storage>(total);
+  size_t offset = 0;
+  for (auto& layer : layers_) {
+    const LayerParameter& lp = layer->param();
+    for (size_t i = 0; i < layer->blobs().size(); ++i) {
+      Tensor& t = *layer->blobs()[i];
+      std::memcpy(arena_data_->data() + offset, t.data(), sizeof(float) * t.count());
+      t.bind(arena_data_, offset, arena_diff_, offset);
+      offset += size_t(t.count());
+      if (!layer->blob_is_learnable(int(i))) continue;
+      float lr = 1, decay = 1;
+      if (int(i) < lp.param_size()) {
+        lr = lp.param(int(i)).lr_mult();
+        decay = lp.param(int(i)).decay_mult();
+        if (lp.param(int(i)).has_name())
+          throw Error("layer '" + lp.name() + "': named parameter sharing (param { name }) is not supported");
+      }
+      learnable_.push_back({&t, lp.name(), int(i), lr, decay});
+    }
+  }
+}
+
+float Net::forward(const Context& ctx) {
+  float loss = 0;
+  for (size_t i = 0; i < layers_.size(); ++i) loss += layers_[i]->forward(bottoms_[i], tops_[i], ctx);
+  return loss;
+}
+
+void Net::backward(const Context& ctx) {
+  for (size_t i = layers_.size(); i-- > 0;) {
+    Layer& layer = *layers_[i];
+    for (size_t t = 0; t < tops_[i].size(); ++t) {
+      float w = layer.loss_weight(int(t));
+      if (w == 0) continue;
+      float* d = tops_[i][t]->mutable_diff();
+      for (int64_t k = 0; k < tops_[i][t]->count(); ++k) d[k] = w;
+    }
+    if (layer_needs_backward_[i]) layer.backward(tops_[i], propagate_down_[i], bottoms_[i], ctx);
+  }
+}
+
+void Net::zero_param_diffs() {
+  if (arena_size_) std::memset(arena_diff_->data(), 0, sizeof(float) * arena_size_);
+}
+
+void Net::share_params_from(const Net& other) {
+  for (auto& layer : layers_) {
+    if (layer->blobs().empty()) continue;
+    Layer* source = other.layer_by_name(layer->name());
+    if (!source)
+      throw Error("layer '" + layer->name() + "' has parameters in the " + (phase_ == TRAIN ? "TRAIN" : "TEST") +
+                  " net but no layer of that name exists in the other net");
+    if (source->blobs().size() != layer->blobs().size())
+      throw Error("layer '" + layer->name() + "': parameter count differs between TRAIN and TEST nets");
+    for (size_t i = 0; i < layer->blobs().size(); ++i) {
+      Tensor& mine = *layer->blobs()[i];
+      const Tensor& theirs = *source->blobs()[i];
+      if (mine.shape() != theirs.shape())
+        throw Error("layer '" + layer->name() + "': parameter " + std::to_string(i) + " has shape " +
+                    mine.shape_string() + " here but " + theirs.shape_string() + " in the other net");
+      mine.share_data(theirs);
+      mine.share_diff(theirs);
+    }
+  }
+}
+
+Tensor& Net::blob(const std::string& name) const {
+  auto it = blobs_.find(name);
+  if (it == blobs_.end()) throw Error("net '" + name_ + "' has no blob '" + name + "'");
+  return *it->second;
+}
+
+Layer* Net::layer_by_name(const std::string& name) const {
+  for (auto& l : layers_)
+    if (l->name() == name) return l.get();
+  return nullptr;
+}
+
+void Net::params_to_proto(ModelFile* model) const {
+  for (auto& layer : layers_) {
+    for (size_t i = 0; i < layer->blobs().size(); ++i) {
+      ParamBlob* pb = model->add_param();
+      pb->set_layer(layer->name());
+      pb->set_index(int(i));
+      layer->blobs()[i]->to_proto(pb->mutable_blob());
+    }
+  }
+}
+
+void Net::params_from_proto(const ModelFile& model) {
+  std::map<std::pair<std::string, int>, const BlobProto*> stored;
+  for (const auto& pb : model.param()) stored[{pb.layer(), pb.index()}] = &pb.blob();
+  for (auto& layer : layers_) {
+    for (size_t i = 0; i < layer->blobs().size(); ++i) {
+      auto it = stored.find({layer->name(), int(i)});
+      if (it == stored.end())
+        throw Error("model file has no parameter " + std::to_string(i) + " for layer '" + layer->name() + "'");
+      try {
+        layer->blobs()[i]->from_proto(*it->second, /*reshape=*/false);
+      } catch (const Error& e) {
+        throw Error("layer '" + layer->name() + "' parameter " + std::to_string(i) + ": " + e.what());
+      }
+    }
+  }
+}
+
+}  // namespace dsg

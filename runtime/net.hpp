@@ -1,0 +1,90 @@
+// Net: a DAG of layers built from bottom/top names (Caffe's Net). Layers are filtered by phase
+// and include/exclude rules, a Split layer is inserted where a blob feeds several layers, and a
+// top named like its bottom runs in place. After setup every layer's blobs live in one contiguous
+// arena (data and diff), so solvers, global thresholds and exports walk one array.
+#pragma once
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "dsg.pb.h"
+#include "runtime/layer.hpp"
+
+namespace dsg {
+
+// A learnable parameter as the solver sees it.
+struct LearnableParam {
+  Tensor* tensor;
+  std::string layer;  // owning layer name
+  int index;          // index in that layer's blobs()
+  float lr_mult;
+  float decay_mult;
+};
+
+class Net {
+ public:
+  // `layer_locations[i]` ("file:line:col") prefixes errors about param.layer(i) when given.
+  Net(const NetParameter& param, Phase phase, std::mt19937_64& rng,
+      const std::vector<std::string>& layer_locations = {});
+
+  // Runs every layer forward; returns the total weighted loss.
+  float forward(const Context& ctx);
+  // Runs backward from the loss tops; parameter diffs accumulate into the arena.
+  void backward(const Context& ctx);
+  float forward_backward(const Context& ctx) {
+    float loss = forward(ctx);
+    backward(ctx);
+    return loss;
+  }
+
+  // Zeroes every parameter diff (one memset over the arena).
+  void zero_param_diffs();
+  // Makes this net's parameters views of `other`'s (matched by layer name; shapes must agree).
+  void share_params_from(const Net& other);
+
+  const std::string& name() const { return name_; }
+  Phase phase() const { return phase_; }
+  const std::vector<std::unique_ptr<Layer>>& layers() const { return layers_; }
+  const std::vector<LearnableParam>& learnable_params() const { return learnable_; }
+  // Total number of floats in the parameter arena (learnable and state blobs).
+  size_t arena_size() const { return arena_size_; }
+  float* arena_data() { return arena_data_ ? arena_data_->data() : nullptr; }
+  float* arena_diff() { return arena_diff_ ? arena_diff_->data() : nullptr; }
+
+  bool has_blob(const std::string& name) const { return blobs_.count(name) != 0; }
+  Tensor& blob(const std::string& name) const;
+  // Blobs produced but consumed by no layer (loss, accuracy, ...), in creation order.
+  const std::vector<std::string>& output_names() const { return outputs_; }
+  Layer* layer_by_name(const std::string& name) const;
+
+  // All blobs of all layers (learnable and state) as ParamBlob entries, and back. Loading
+  // requires every layer with blobs to be present with matching shapes.
+  void params_to_proto(ModelFile* model) const;
+  void params_from_proto(const ModelFile& model);
+
+ private:
+  void build(const NetParameter& param, std::mt19937_64& rng, const std::vector<std::string>& locations);
+  void build_arena();
+
+  std::string name_;
+  Phase phase_;
+  std::vector<std::unique_ptr<Layer>> layers_;
+  std::vector<TensorVec> bottoms_, tops_;
+  std::vector<std::vector<bool>> propagate_down_;
+  std::vector<bool> layer_needs_backward_;
+  std::map<std::string, std::shared_ptr<Tensor>> blobs_;
+  std::vector<std::string> outputs_;
+  std::vector<LearnableParam> learnable_;
+  std::shared_ptr<Storage> arena_data_, arena_diff_;
+  size_t arena_size_ = 0;
+};
+
+// Caffe's NetState filtering: whether a layer with these rules is part of a net in `state`.
+bool layer_included(const LayerParameter& layer, const NetState& state);
+
+// Returns a copy of `param` with Split layers inserted where a blob has several consumers.
+NetParameter insert_splits(const NetParameter& param);
+
+}  // namespace dsg

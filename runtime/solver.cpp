@@ -1,0 +1,237 @@
+#include "runtime/solver.hpp"
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+
+#include "datasets/data_layer.hpp"
+#include "runtime/error.hpp"
+#include "runtime/log.hpp"
+#include "runtime/lr_policy.hpp"
+#include "runtime/model_file.hpp"
+
+namespace dsg {
+
+using Clock = std::chrono::steady_clock;
+
+Solver::Solver(const SolverParameter& param, const ConfigLocations& locations, const Context& ctx,
+               std::string snapshot_prefix)
+    : param_(param), ctx_(ctx), prefix_(std::move(snapshot_prefix)) {
+  std::mt19937_64 rng(ctx.seed);
+  train_net_ = std::make_unique<Net>(param_.net_param(), TRAIN, rng, locations.layer);
+  if (param_.test_iter_size() > 0) {
+    test_net_ = std::make_unique<Net>(param_.net_param(), TEST, rng, locations.layer);
+    test_net_->share_params_from(*train_net_);
+  }
+  rule_ = update_rule_registry().create(param_.type(), param_);
+  rule_->init(train_net_->learnable_params());
+  for (auto& l : train_net_->layers())
+    if (auto* d = dynamic_cast<DataLayer*>(l.get())) train_data_.push_back(d);
+  if (test_net_)
+    for (auto& l : test_net_->layers())
+      if (auto* d = dynamic_cast<DataLayer*>(l.get())) test_data_.push_back(d);
+  for (const auto& p : train_net_->learnable_params())
+    if (p.tensor->count() == 0) throw Error("layer '" + p.layer + "' has an empty parameter");
+}
+
+int64_t Solver::train_set_size() const { return train_data_.empty() ? 0 : train_data_.front()->dataset_size(); }
+
+int64_t Solver::samples_per_iter() const {
+  int64_t batch = train_data_.empty() ? 1 : train_data_.front()->batch_size();
+  return batch * param_.iter_size();
+}
+
+float Solver::smoothed_loss() const {
+  if (window_.empty()) return NAN;
+  double s = 0;
+  for (float v : window_) s += v;
+  return float(s / window_.size());
+}
+
+double Solver::epoch() const {
+  int64_t n = train_set_size();
+  return n ? double(iter_) * samples_per_iter() / n : 0.0;
+}
+
+void Solver::apply_update(float rate) {
+  auto& params = train_net_->learnable_params();
+  // Normalise over iter_size.
+  if (param_.iter_size() > 1) {
+    float s = 1.0f / param_.iter_size();
+    float* d = train_net_->arena_diff();
+    for (size_t i = 0; i < train_net_->arena_size(); ++i) d[i] *= s;
+  }
+  // Clip by the global L2 norm.
+  if (param_.clip_gradients() > 0) {
+    double sumsq = 0;
+    for (const auto& p : params) sumsq += p.tensor->sumsq_diff();
+    double norm = std::sqrt(sumsq);
+    if (norm > param_.clip_gradients()) {
+      float s = float(param_.clip_gradients() / norm);
+      for (const auto& p : params) {
+        float* g = p.tensor->mutable_diff();
+        for (int64_t k = 0; k < p.tensor->count(); ++k) g[k] *= s;
+      }
+    }
+  }
+  const bool l1 = param_.regularization_type() == "L1";
+  for (size_t i = 0; i < params.size(); ++i) {
+    const LearnableParam& p = params[i];
+    if (p.lr_mult == 0) continue;
+    Tensor& t = *p.tensor;
+    float decay = param_.weight_decay() * p.decay_mult;
+    float* g = t.mutable_diff();
+    const float* w = t.data();
+    if (decay != 0) {
+      if (l1) {
+        for (int64_t k = 0; k < t.count(); ++k) g[k] += decay * float((w[k] > 0) - (w[k] < 0));
+      } else {
+        for (int64_t k = 0; k < t.count(); ++k) g[k] += decay * w[k];
+      }
+    }
+    rule_->compute_step(i, t, rate * p.lr_mult, iter_);
+    float* v = t.mutable_data();
+    for (int64_t k = 0; k < t.count(); ++k) v[k] -= g[k];
+  }
+}
+
+TestReport Solver::test() {
+  if (!test_net_) throw Error("the solver has no test_iter, so there is no TEST net");
+  for (auto* d : test_data_) d->seek(0);
+  Context ctx = ctx_;
+  ctx.phase = TEST;
+  ctx.iteration = iter_;
+  const auto& names = test_net_->output_names();
+  std::vector<double> sums(names.size(), 0.0);
+  std::vector<int64_t> counts(names.size(), 0);
+  double loss = 0;
+  const int n = param_.test_iter(0);
+  for (int i = 0; i < n; ++i) {
+    loss += test_net_->forward(ctx);
+    for (size_t k = 0; k < names.size(); ++k) {
+      const Tensor& t = test_net_->blob(names[k]);
+      if (t.count() != 1) continue;
+      sums[k] += t.data()[0];
+      counts[k]++;
+    }
+  }
+  TestReport report{};
+  report.iter = iter_;
+  report.epoch = epoch();
+  report.loss = float(loss / n);
+  for (size_t k = 0; k < names.size(); ++k)
+    if (counts[k]) report.outputs.emplace_back(names[k], float(sums[k] / counts[k]));
+  report.train_loss = smoothed_loss();
+  log_info(strfmt("Iteration %d, Testing net (#0)", iter_));
+  for (size_t k = 0; k < report.outputs.size(); ++k)
+    log_info(strfmt("    Test net output #%zu: %s = %g", k, report.outputs[k].first.c_str(), report.outputs[k].second));
+  return report;
+}
+
+void Solver::solve() {
+  const int max_iter = param_.max_iter();
+  log_info(strfmt("Solving %s (%s, %d iterations, %lld samples/iteration)", train_net_->name().c_str(),
+                  param_.type().c_str(), max_iter, static_cast<long long>(samples_per_iter())));
+  const int average = std::max(1, param_.average_loss());
+  auto window_start = Clock::now();
+  int window_iter = iter_;
+  auto test_start = Clock::now();
+  int test_iter_start = iter_;
+  auto run_test = [&] {
+    double secs = std::chrono::duration<double>(Clock::now() - test_start).count();
+    TestReport r = test();
+    r.images_per_sec = secs > 0 ? double(iter_ - test_iter_start) * samples_per_iter() / secs : 0;
+    if (on_test) on_test(r);
+    test_start = Clock::now();
+    test_iter_start = iter_;
+  };
+  while (iter_ < max_iter) {
+    if (test_net_ && param_.test_interval() > 0 && iter_ % param_.test_interval() == 0 &&
+        (iter_ > 0 || param_.test_initialization()))
+      run_test();
+    train_net_->zero_param_diffs();
+    double loss = 0;
+    for (int k = 0; k < param_.iter_size(); ++k) {
+      Context ctx = ctx_;
+      ctx.phase = TRAIN;
+      ctx.iteration = int64_t(iter_) * param_.iter_size() + k;
+      loss += train_net_->forward_backward(ctx);
+    }
+    loss /= param_.iter_size();
+    if (!std::isfinite(loss)) {
+      std::string kept = last_snapshot_.empty() ? std::string("no snapshot was written yet")
+                                                : "the last good snapshot is " + last_snapshot_;
+      throw Error(strfmt("training diverged: loss is %g at iteration %d; stopped without saving the diverged "
+                         "weights (%s)",
+                         loss, iter_, kept.c_str()),
+                  "lower base_lr or add clip_gradients");
+    }
+    losses_.push_back(float(loss));
+    window_.push_back(float(loss));
+    if (int(window_.size()) > average) window_.pop_front();
+    const float smoothed = smoothed_loss();
+    const float rate = learning_rate(param_, iter_);
+    if (param_.display() > 0 && iter_ % param_.display() == 0) {
+      double secs = std::chrono::duration<double>(Clock::now() - window_start).count();
+      double ips = secs > 0 ? (iter_ - window_iter) / secs : 0;
+      log_info(strfmt("Iteration %d (%.4g iter/s, %.3fs/%d iters), loss = %g", iter_, ips, secs,
+                      param_.display(), smoothed));
+      int k = 0;
+      for (const auto& name : train_net_->output_names()) {
+        const Tensor& t = train_net_->blob(name);
+        if (t.count() == 1) log_info(strfmt("    Train net output #%d: %s = %g", k++, name.c_str(), t.data()[0]));
+      }
+      log_info(strfmt("Iteration %d, lr = %g", iter_, rate));
+      window_start = Clock::now();
+      window_iter = iter_;
+    }
+    apply_update(rate);
+    ++iter_;
+    if (on_iteration) {
+      double secs = std::chrono::duration<double>(Clock::now() - test_start).count();
+      double ips = secs > 0 ? double(iter_ - test_iter_start) * samples_per_iter() / secs : 0;
+      on_iteration({iter_, max_iter, float(loss), smoothed, rate, epoch(), ips});
+    }
+    if (param_.snapshot() > 0 && iter_ % param_.snapshot() == 0) snapshot();
+  }
+  if (param_.snapshot_after_train() && (param_.snapshot() == 0 || iter_ % param_.snapshot() != 0)) snapshot();
+  if (test_net_ && param_.test_interval() > 0) run_test();  // always report the final model
+  log_info("Optimization Done.");
+}
+
+std::string Solver::snapshot() {
+  ModelFile model;
+  *model.mutable_net() = param_.net_param();
+  *model.mutable_solver() = param_;
+  train_net_->params_to_proto(&model);
+  SolverState* state = model.mutable_solver_state();
+  state->set_iter(iter_);
+  state->set_type(param_.type());
+  rule_->save(state);
+  for (float v : window_) state->add_smoothed_loss(v);
+  model.set_created_by("dsgtrain");
+  std::string path = prefix_ + "_iter_" + std::to_string(iter_) + ".dsgmodel";
+  auto dir = std::filesystem::path(path).parent_path();
+  if (!dir.empty()) std::filesystem::create_directories(dir);
+  write_model_file(path, model);
+  last_snapshot_ = path;
+  log_info("Snapshotting to binary proto file " + path);
+  return path;
+}
+
+void Solver::restore(const std::string& path) {
+  ModelFile model = read_model_file(path);
+  train_net_->params_from_proto(model);
+  if (!model.has_solver_state()) throw Error("'" + path + "' holds weights but no solver state; cannot resume from it");
+  const SolverState& state = model.solver_state();
+  if (state.type() != param_.type())
+    throw Error("'" + path + "' was written by a " + state.type() + " solver but the config uses " + param_.type());
+  rule_->load(state);
+  iter_ = state.iter();
+  window_.assign(state.smoothed_loss().begin(), state.smoothed_loss().end());
+  for (auto* d : train_data_) d->seek(int64_t(iter_) * param_.iter_size());
+  last_snapshot_ = path;
+  log_info(strfmt("Resumed from %s at iteration %d", path.c_str(), iter_));
+}
+
+}  // namespace dsg

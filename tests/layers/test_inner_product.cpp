@@ -1,0 +1,144 @@
+#include <catch2/catch.hpp>
+
+#include "runtime/error.hpp"
+#include "support/gradient_checker.hpp"
+
+using namespace dsg;
+
+static LayerParameter ip_param(int num_output, bool bias = true, bool transpose = false, int axis = 1) {
+  LayerParameter p;
+  p.set_name("ip");
+  p.set_type("InnerProduct");
+  auto* ip = p.mutable_inner_product_param();
+  if (num_output >= 0) ip->set_num_output(num_output);
+  ip->set_bias_term(bias);
+  ip->set_transpose(transpose);
+  ip->set_axis(axis);
+  ip->mutable_weight_filler()->set_type("uniform");
+  ip->mutable_weight_filler()->set_min(-1);
+  ip->mutable_weight_filler()->set_max(1);
+  ip->mutable_bias_filler()->set_type("uniform");
+  ip->mutable_bias_filler()->set_min(-1);
+  ip->mutable_bias_filler()->set_max(1);
+  return p;
+}
+
+TEST_CASE("InnerProduct forward matches a hand-computed product", "[layer][inner_product]") {
+  auto layer = create_layer(ip_param(2));
+  Tensor x({2, 3}), y;
+  const float xin[] = {1, 2, 3, -1, 0, 2};
+  std::copy(xin, xin + 6, x.mutable_data());
+  std::mt19937_64 rng(1);
+  layer->setup({&x}, {&y}, rng);
+  REQUIRE(layer->blobs().size() == 2);
+  REQUIRE(layer->blobs()[0]->shape() == std::vector<int>{2, 3});
+  REQUIRE(layer->blobs()[1]->shape() == std::vector<int>{2});
+  const float w[] = {1, 0, -1, 0.5f, 2, 1};
+  const float b[] = {0.25f, -1};
+  std::copy(w, w + 6, layer->blobs()[0]->mutable_data());
+  std::copy(b, b + 2, layer->blobs()[1]->mutable_data());
+  layer->forward({&x}, {&y}, Context{});
+  REQUIRE(y.shape() == std::vector<int>{2, 2});
+  CHECK(y.data()[0] == Approx(1 - 3 + 0.25f));
+  CHECK(y.data()[1] == Approx(0.5f + 4 + 3 - 1));
+  CHECK(y.data()[2] == Approx(-1 - 2 + 0.25f));
+  CHECK(y.data()[3] == Approx(-0.5f + 0 + 2 - 1));
+}
+
+TEST_CASE("InnerProduct flattens from axis and honours transpose", "[layer][inner_product]") {
+  Tensor x({2, 3, 2, 2});
+  test::fill_uniform(x, -1, 1, 5);
+  for (bool transpose : {false, true}) {
+    for (bool bias : {false, true}) {
+      auto layer = create_layer(ip_param(4, bias, transpose));
+      Tensor y;
+      std::mt19937_64 rng(3);
+      layer->setup({&x}, {&y}, rng);
+      const std::vector<int> wshape = transpose ? std::vector<int>{12, 4} : std::vector<int>{4, 12};
+      REQUIRE(layer->blobs()[0]->shape() == wshape);
+      REQUIRE(layer->blobs().size() == (bias ? 2u : 1u));
+      layer->forward({&x}, {&y}, Context{});
+      REQUIRE(y.shape() == std::vector<int>{2, 4});
+      const float* w = layer->blobs()[0]->data();
+      for (int n = 0; n < 2; ++n)
+        for (int o = 0; o < 4; ++o) {
+          double s = bias ? layer->blobs()[1]->data()[o] : 0.0;
+          for (int k = 0; k < 12; ++k) s += x.data()[n * 12 + k] * (transpose ? w[k * 4 + o] : w[o * 12 + k]);
+          CHECK(y.data()[n * 4 + o] == Approx(s).margin(1e-5));
+        }
+    }
+  }
+  // axis 2: [2, 3, 4] -> [2, 3, 5]
+  auto layer = create_layer(ip_param(5, true, false, 2));
+  Tensor x3({2, 3, 4}), y;
+  std::mt19937_64 rng(3);
+  layer->setup({&x3}, {&y}, rng);
+  REQUIRE(y.shape() == std::vector<int>{2, 3, 5});
+  REQUIRE(layer->blobs()[0]->shape() == std::vector<int>{5, 4});
+}
+
+TEST_CASE("InnerProduct accumulates parameter diffs and skips what is not asked for", "[layer][inner_product]") {
+  auto layer = create_layer(ip_param(3));
+  Tensor x({4, 5}), y;
+  test::fill_uniform(x, -1, 1, 9);
+  std::mt19937_64 rng(1);
+  layer->setup({&x}, {&y}, rng);
+  layer->forward({&x}, {&y}, Context{});
+  test::fill_uniform(y, -1, 1, 10);
+  for (int i = 0; i < y.count(); ++i) y.mutable_diff()[i] = y.data()[i];
+  for (auto& b : layer->blobs()) b->zero_diff();
+  layer->backward({&y}, {true}, {&x}, Context{});
+  std::vector<float> dw(layer->blobs()[0]->diff(), layer->blobs()[0]->diff() + 15);
+  std::vector<float> db(layer->blobs()[1]->diff(), layer->blobs()[1]->diff() + 3);
+  layer->backward({&y}, {true}, {&x}, Context{});
+  for (int i = 0; i < 15; ++i) CHECK(layer->blobs()[0]->diff()[i] == Approx(2 * dw[i]));
+  for (int i = 0; i < 3; ++i) CHECK(layer->blobs()[1]->diff()[i] == Approx(2 * db[i]));
+  // db = column sums of dY
+  for (int o = 0; o < 3; ++o) {
+    float s = 0;
+    for (int n = 0; n < 4; ++n) s += y.diff()[n * 3 + o];
+    CHECK(db[o] == Approx(s));
+  }
+  // No param diffs, no bottom diff when not requested.
+  layer->set_param_propagate_down(0, false);
+  layer->set_param_propagate_down(1, false);
+  x.zero_diff();
+  for (auto& b : layer->blobs()) b->zero_diff();
+  layer->backward({&y}, {false}, {&x}, Context{});
+  for (int i = 0; i < x.count(); ++i) CHECK(x.diff()[i] == 0.0f);
+  for (int i = 0; i < 15; ++i) CHECK(layer->blobs()[0]->diff()[i] == 0.0f);
+}
+
+TEST_CASE("InnerProduct rejects bad configurations", "[layer][inner_product]") {
+  Tensor x({2, 6}), y;
+  std::mt19937_64 rng(1);
+  SECTION("missing num_output") {
+    auto layer = create_layer(ip_param(-1));
+    REQUIRE_THROWS_AS(layer->setup({&x}, {&y}, rng), dsg::Error);
+  }
+  SECTION("num_output zero") {
+    auto layer = create_layer(ip_param(0));
+    REQUIRE_THROWS_AS(layer->setup({&x}, {&y}, rng), dsg::Error);
+  }
+  SECTION("axis out of range") {
+    auto layer = create_layer(ip_param(3, true, false, 4));
+    REQUIRE_THROWS_AS(layer->setup({&x}, {&y}, rng), dsg::Error);
+  }
+  SECTION("input size changes after setup") {
+    auto layer = create_layer(ip_param(3));
+    layer->setup({&x}, {&y}, rng);
+    Tensor x2({2, 7});
+    REQUIRE_THROWS_AS(layer->forward({&x2}, {&y}, Context{}), dsg::Error);
+  }
+}
+
+TEST_CASE("InnerProduct gradient check", "[layer][inner_product][gradient]") {
+  for (bool transpose : {false, true}) {
+    auto layer = create_layer(ip_param(4, true, transpose));
+    Tensor x({3, 2, 3, 2}), y;
+    test::fill_uniform(x, -1, 1, 11);
+    std::mt19937_64 rng(2);
+    layer->setup({&x}, {&y}, rng);
+    test::check_layer_gradient(*layer, {&x}, {&y}, Context{});
+  }
+}
