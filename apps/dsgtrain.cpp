@@ -137,9 +137,11 @@ int run(const Options& opt) {
   }
   solver.solve();
   if (tty) set_progress_line_active(false);
-  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  log_info(strfmt("Trained %d iterations in %.1f s (%.0f images/s); metrics: %s; model: %s", solver.iter() - start_iter,
-                  secs, secs > 0 ? double(solver.iter() - start_iter) * solver.samples_per_iter() / secs : 0.0,
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() -
+                solver.overhead_seconds();
+  log_info(strfmt("Trained %d iterations in %.2f s of training (%.0f images/s, tests and snapshots excluded); "
+                  "metrics: %s; model: %s",
+                  solver.iter() - start_iter, secs, secs > 0 ? double(solver.iter() - start_iter) * solver.samples_per_iter() / secs : 0.0,
                   metrics_path.c_str(), solver.last_snapshot().c_str()));
   return 0;
 }

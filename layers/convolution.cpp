@@ -36,6 +36,26 @@ float row_sum(const float* x, int64_t n) {
   return s;
 }
 
+// d[0, n) = s[0, n) and d[0, n) += s[0, n), in blocks of 8 so that the short rows of small
+// feature maps compile to whole vector operations.
+inline void copy_row(float* __restrict d, const float* __restrict s, int n) {
+  int k = 0;
+  for (; k + 8 <= n; k += 8)
+    for (int t = 0; t < 8; ++t) d[k + t] = s[k + t];
+  for (; k < n; ++k) d[k] = s[k];
+}
+
+inline void add_row(float* __restrict d, const float* __restrict s, int n) {
+  int k = 0;
+  for (; k + 8 <= n; k += 8)
+    for (int t = 0; t < 8; ++t) d[k + t] += s[k + t];
+  for (; k < n; ++k) d[k] += s[k];
+}
+
+inline void zero_row(float* d, int n) {
+  for (int k = 0; k < n; ++k) d[k] = 0.0f;
+}
+
 }  // namespace
 
 class ConvolutionLayer : public Layer {
@@ -248,36 +268,35 @@ class ConvolutionLayer : public Layer {
 
   // col[(c kh + i) kw + j][n Ho Wo + oh Wo + ow] = x[n0 + n, c, oh sh - ph + i dh, ow sw - pw + j dw]
   // (zero outside the input) for the nb images starting at n0.
+  // Work item t = row * nb + n writes col + t Ho Wo, so each thread fills one contiguous range.
   void im2col(const float* x, int n0, int nb, float* col) const {
-    const int64_t spatial = int64_t(ho_) * wo_, len = nb * spatial, plane = int64_t(h_) * w_;
-    const int64_t grain = std::max<int64_t>(1, kGrainElems / std::max<int64_t>(1, spatial * kh_ * kw_));
-    parallel_for(int64_t(nb) * c_, grain, [&](int64_t begin, int64_t end) {
+    const int64_t spatial = int64_t(ho_) * wo_, plane = int64_t(h_) * w_;
+    const int taps = kh_ * kw_;
+    parallel_for(int64_t(c_) * taps * nb, std::max<int64_t>(1, kGrainElems / std::max<int64_t>(1, spatial)),
+                 [&](int64_t begin, int64_t end) {
       for (int64_t t = begin; t < end; ++t) {
-        const int n = int(t / c_), c = int(t % c_);
+        const int64_t row = t / nb;
+        const int n = int(t % nb), c = int(row / taps), i = int(row % taps) / kw_, j = int(row % kw_);
         const float* xp = x + (int64_t(n0 + n) * c_ + c) * plane;
-        for (int i = 0; i < kh_; ++i) {
-          for (int j = 0; j < kw_; ++j) {
-            float* dst = col + ((int64_t(c) * kh_ + i) * kw_ + j) * len + n * spatial;
-            const int off = j * dw_ - pw_;
-            int lo, hi;
-            valid_range(off, lo, hi);
-            for (int oh = 0; oh < ho_; ++oh) {
-              float* d = dst + int64_t(oh) * wo_;
-              const int ih = oh * sh_ - ph_ + i * dh_;
-              if (ih < 0 || ih >= h_) {
-                std::memset(d, 0, sizeof(float) * wo_);
-                continue;
-              }
-              const float* s = xp + int64_t(ih) * w_;
-              std::fill(d, d + lo, 0.0f);
-              if (sw_ == 1) {
-                if (hi > lo) std::memcpy(d + lo, s + lo + off, sizeof(float) * (hi - lo));
-              } else {
-                for (int ow = lo; ow < hi; ++ow) d[ow] = s[ow * sw_ + off];
-              }
-              std::fill(d + hi, d + wo_, 0.0f);
-            }
+        float* dst = col + t * spatial;
+        const int off = j * dw_ - pw_;
+        int lo, hi;
+        valid_range(off, lo, hi);
+        for (int oh = 0; oh < ho_; ++oh) {
+          float* d = dst + int64_t(oh) * wo_;
+          const int ih = oh * sh_ - ph_ + i * dh_;
+          if (ih < 0 || ih >= h_) {
+            zero_row(d, wo_);
+            continue;
           }
+          const float* s = xp + int64_t(ih) * w_;
+          zero_row(d, lo);
+          if (sw_ == 1) {
+            if (hi > lo) copy_row(d + lo, s + lo + off, hi - lo);
+          } else {
+            for (int ow = lo; ow < hi; ++ow) d[ow] = s[ow * sw_ + off];
+          }
+          zero_row(d + hi, wo_ - hi);
         }
       }
     });
@@ -288,8 +307,8 @@ class ConvolutionLayer : public Layer {
     const int64_t spatial = int64_t(ho_) * wo_, len = nb * spatial, plane = int64_t(h_) * w_;
     const int64_t grain = std::max<int64_t>(1, kGrainElems / std::max<int64_t>(1, spatial * kh_ * kw_));
     parallel_for(int64_t(nb) * c_, grain, [&](int64_t begin, int64_t end) {
-      for (int64_t t = begin; t < end; ++t) {
-        const int n = int(t / c_), c = int(t % c_);
+      for (int64_t t = begin; t < end; ++t) {  // channel-major: consecutive items read on along each row
+        const int c = int(t / nb), n = int(t % nb);
         float* xp = dx + (int64_t(n0 + n) * c_ + c) * plane;
         std::memset(xp, 0, sizeof(float) * plane);
         for (int i = 0; i < kh_; ++i) {
@@ -304,7 +323,7 @@ class ConvolutionLayer : public Layer {
               const float* __restrict s = src + int64_t(oh) * wo_;
               float* __restrict d = xp + int64_t(ih) * w_;
               if (sw_ == 1) {
-                for (int ow = lo; ow < hi; ++ow) d[ow + off] += s[ow];
+                if (hi > lo) add_row(d + lo + off, s + lo, hi - lo);
               } else {
                 for (int ow = lo; ow < hi; ++ow) d[ow * sw_ + off] += s[ow];
               }

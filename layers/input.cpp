@@ -1,6 +1,7 @@
 // Input (Caffe's "Input"): declares net inputs that the caller fills. input_param.shape gives
 // one shape per top, or one shape for all tops (or none: the tops keep their shapes). Shapes are
 // set once at setup, so a caller may reshape the tops afterwards; forward and backward do nothing.
+#include <cstdint>
 #include <vector>
 
 #include "runtime/error.hpp"
@@ -21,7 +22,8 @@ class InputLayer : public Layer {
     const auto& ip = param_.input_param();
     const int num_shapes = ip.shape_size();
     if (num_shapes != 0 && num_shapes != 1 && num_shapes != int(top.size()))
-      throw Error(where() + strfmt("needs 0, 1 or %d (one per top) input shapes, got %d", int(top.size()), num_shapes));
+      throw Error(where() +
+                  strfmt("needs 0, 1 or %d (one per top) input shapes, got %d", int(top.size()), num_shapes));
     if (num_shapes == 0) return;
     for (size_t t = 0; t < top.size(); ++t) {
       const BlobShape& bs = ip.shape(num_shapes == 1 ? 0 : int(t));

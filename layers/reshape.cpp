@@ -65,7 +65,8 @@ class ReshapeLayer : public Layer {
       int64_t known = constant_count_ * x.count(0, start) * x.count(end);
       for (int i : copy_axes_) known *= shape[start + i];
       if (known == 0 || x.count() % known != 0)
-        throw Error(where() + "cannot infer the -1 dim: bottom " + x.shape_string() + strfmt(" has %lld elements, not a multiple of %lld", (long long)x.count(), (long long)known));
+        throw Error(where() + "cannot infer the -1 dim: bottom " + x.shape_string() +
+                    strfmt(" has %lld elements, not a multiple of %lld", (long long)x.count(), (long long)known));
       shape[start + inferred_axis_] = x.count() / known;
     }
     std::vector<int> dims;

@@ -138,8 +138,10 @@ void Solver::solve() {
   auto test_start = Clock::now();
   int test_iter_start = iter_;
   auto run_test = [&] {
-    double secs = std::chrono::duration<double>(Clock::now() - test_start).count();
+    auto begin = Clock::now();
+    double secs = std::chrono::duration<double>(begin - test_start).count();
     TestReport r = test();
+    overhead_seconds_ += std::chrono::duration<double>(Clock::now() - begin).count();
     r.images_per_sec = secs > 0 ? double(iter_ - test_iter_start) * samples_per_iter() / secs : 0;
     if (on_test) on_test(r);
     test_start = Clock::now();
@@ -192,7 +194,11 @@ void Solver::solve() {
       double ips = secs > 0 ? double(iter_ - test_iter_start) * samples_per_iter() / secs : 0;
       on_iteration({iter_, max_iter, float(loss), smoothed, rate, epoch(), ips});
     }
-    if (param_.snapshot() > 0 && iter_ % param_.snapshot() == 0) snapshot();
+    if (param_.snapshot() > 0 && iter_ % param_.snapshot() == 0) {
+      auto begin = Clock::now();
+      snapshot();
+      overhead_seconds_ += std::chrono::duration<double>(Clock::now() - begin).count();
+    }
   }
   if (param_.snapshot_after_train() && (param_.snapshot() == 0 || iter_ % param_.snapshot() != 0)) snapshot();
   if (test_net_ && param_.test_interval() > 0) run_test();  // always report the final model

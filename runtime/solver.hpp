@@ -63,6 +63,8 @@ class Solver {
   // Per-iteration losses of this run, in order (used by determinism tests).
   const std::vector<float>& losses() const { return losses_; }
   const std::string& last_snapshot() const { return last_snapshot_; }
+  // Wall-clock seconds spent in test passes and snapshots during solve() (excluded from throughput).
+  double overhead_seconds() const { return overhead_seconds_; }
 
   std::function<void(const IterationReport&)> on_iteration;
   std::function<void(const TestReport&)> on_test;
@@ -82,6 +84,7 @@ class Solver {
   std::deque<float> window_;
   std::vector<float> losses_;
   std::string last_snapshot_;
+  double overhead_seconds_ = 0;
 };
 
 }  // namespace dsg

@@ -243,9 +243,9 @@ TEST_CASE("Data layer: configuration errors", "[data][layer]") {
   p.mutable_data_param()->set_scale(0.1f);
   CHECK(setup_error(p).find("transform_param") != std::string::npos);
 
-  p = layer_param(images, 2, TRAIN);
-  p.clear_top();
-  CHECK(setup_error(p).find("top") != std::string::npos);
+  auto layer = create_layer(layer_param(images, 2, TRAIN));
+  std::mt19937_64 rng(1);
+  CHECK(error_text([&] { layer->setup({}, {}, rng); }).find("top") != std::string::npos);
 }
 
 TEST_CASE("Data layer: a single data top", "[data][layer]") {
