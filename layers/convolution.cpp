@@ -23,6 +23,7 @@ namespace dsg {
 namespace {
 
 constexpr int64_t kColumnCap = int64_t(1) << 23;  // floats in the column buffer (32 MiB)
+constexpr int64_t kTileCap = int64_t(1) << 17;    // floats of columns per im2col + GEMM step (L2-sized)
 constexpr int64_t kGrainElems = 1 << 15;          // elements of work per parallel_for chunk
 
 float row_sum(const float* x, int64_t n) {
@@ -131,6 +132,7 @@ class ConvolutionLayer : public Layer {
     const int64_t rows = int64_t(c_) * kh_ * kw_;
     chunk_ = static_cast<int>(std::clamp<int64_t>(kColumnCap / std::max<int64_t>(1, rows * spatial), 1,
                                                   std::max(1, n_)));
+    tile_ = static_cast<int>(std::clamp<int64_t>(kTileCap / std::max<int64_t>(1, rows * spatial), 1, chunk_));
     col_.reshape({static_cast<int>(rows), static_cast<int>(chunk_ * spatial)});
     if (chunk_ > 1) buf_.reshape({m_, static_cast<int>(chunk_ * spatial)});
   }
@@ -149,13 +151,18 @@ class ConvolutionLayer : public Layer {
         const int nb = std::min(chunk_, n_ - n0);
         const int64_t len = nb * spatial;
         float* col = col_.mutable_data();
-        im2col(x, n0, nb, col);
         // With one image the GEMM result [M, Ho Wo] already is the NCHW top plane.
         float* out = nb == 1 ? y + int64_t(n0) * m_ * spatial : buf_.mutable_data();
-        for (int g = 0; g < group_; ++g)
-          gemm(false, false, mg, int(len), int(kc), 1.0f, w + g * mg * kc, col + g * kc * len, 0.0f,
-               out + g * mg * len);
-        scatter_output(out, y, n0, nb, bias);
+        // Tile by tile so that each tile's columns are still in cache for its GEMM.
+        for (int t0 = 0; t0 < nb; t0 += tile_) {
+          const int tb = std::min(tile_, nb - t0);
+          const int64_t at = t0 * spatial;
+          im2col(x, n0 + t0, tb, col + at, len);
+          for (int g = 0; g < group_; ++g)
+            gemm(false, false, mg, int(tb * spatial), int(kc), 1.0f, w + g * mg * kc, int(kc),
+                 col + g * kc * len + at, int(len), 0.0f, out + g * mg * len + at, int(len));
+          scatter_output(out + at, len, y, n0 + t0, tb, nb == 1, bias);
+        }
       }
       if (chunk_ >= n_) col_holds_ = static_cast<int>(b);
     }
@@ -187,7 +194,7 @@ class ConvolutionLayer : public Layer {
         float* col = col_.mutable_data();
         if (need_w) {
           if (col_holds_ != int(b)) {
-            im2col(bottom[b]->data(), n0, nb, col);
+            im2col(bottom[b]->data(), n0, nb, col, len);
             col_holds_ = chunk_ >= n_ ? static_cast<int>(b) : -1;
           }
           float* dw = blobs_[0]->mutable_diff();
@@ -197,10 +204,14 @@ class ConvolutionLayer : public Layer {
         }
         if (need_x) {
           col_holds_ = -1;
-          for (int g = 0; g < group_; ++g)
-            gemm(true, false, int(kc), int(len), mg, 1.0f, w + g * mg * kc, dyc + g * mg * len, 0.0f,
-                 col + g * kc * len);
-          col2im(col, n0, nb, bottom[b]->mutable_diff());
+          for (int t0 = 0; t0 < nb; t0 += tile_) {
+            const int tb = std::min(tile_, nb - t0);
+            const int64_t at = t0 * spatial;
+            for (int g = 0; g < group_; ++g)
+              gemm(true, false, int(kc), int(tb * spatial), mg, 1.0f, w + g * mg * kc, int(kc),
+                   dyc + g * mg * len + at, int(len), 0.0f, col + g * kc * len + at, int(len));
+            col2im(col + at, len, n0 + t0, tb, bottom[b]->mutable_diff());
+          }
         }
       }
     }
@@ -267,9 +278,9 @@ class ConvolutionLayer : public Layer {
   }
 
   // col[(c kh + i) kw + j][n Ho Wo + oh Wo + ow] = x[n0 + n, c, oh sh - ph + i dh, ow sw - pw + j dw]
-  // (zero outside the input) for the nb images starting at n0.
-  // Work item t = row * nb + n writes col + t Ho Wo, so each thread fills one contiguous range.
-  void im2col(const float* x, int n0, int nb, float* col) const {
+  // (zero outside the input) for the nb images starting at n0; rows of col are ld floats apart.
+  // Work item t = row * nb + n writes col + row ld + n Ho Wo: each thread fills contiguous runs.
+  void im2col(const float* x, int n0, int nb, float* col, int64_t ld) const {
     const int64_t spatial = int64_t(ho_) * wo_, plane = int64_t(h_) * w_;
     const int taps = kh_ * kw_;
     parallel_for(int64_t(c_) * taps * nb, std::max<int64_t>(1, kGrainElems / std::max<int64_t>(1, spatial)),
@@ -278,7 +289,7 @@ class ConvolutionLayer : public Layer {
         const int64_t row = t / nb;
         const int n = int(t % nb), c = int(row / taps), i = int(row % taps) / kw_, j = int(row % kw_);
         const float* xp = x + (int64_t(n0 + n) * c_ + c) * plane;
-        float* dst = col + t * spatial;
+        float* dst = col + row * ld + n * spatial;
         const int off = j * dw_ - pw_;
         int lo, hi;
         valid_range(off, lo, hi);
@@ -303,8 +314,8 @@ class ConvolutionLayer : public Layer {
   }
 
   // dx[n0 + n, c] = sum of the column entries that im2col read from each input position.
-  void col2im(const float* col, int n0, int nb, float* dx) const {
-    const int64_t spatial = int64_t(ho_) * wo_, len = nb * spatial, plane = int64_t(h_) * w_;
+  void col2im(const float* col, int64_t ld, int n0, int nb, float* dx) const {
+    const int64_t spatial = int64_t(ho_) * wo_, plane = int64_t(h_) * w_;
     const int64_t grain = std::max<int64_t>(1, kGrainElems / std::max<int64_t>(1, spatial * kh_ * kw_));
     parallel_for(int64_t(nb) * c_, grain, [&](int64_t begin, int64_t end) {
       for (int64_t t = begin; t < end; ++t) {  // channel-major: consecutive items read on along each row
@@ -313,7 +324,7 @@ class ConvolutionLayer : public Layer {
         std::memset(xp, 0, sizeof(float) * plane);
         for (int i = 0; i < kh_; ++i) {
           for (int j = 0; j < kw_; ++j) {
-            const float* src = col + ((int64_t(c) * kh_ + i) * kw_ + j) * len + n * spatial;
+            const float* src = col + ((int64_t(c) * kh_ + i) * kw_ + j) * ld + n * spatial;
             const int off = j * dw_ - pw_;
             int lo, hi;
             valid_range(off, lo, hi);
@@ -334,19 +345,20 @@ class ConvolutionLayer : public Layer {
     });
   }
 
-  // Writes the GEMM result out [M, nb Ho Wo] to y[n0 .. n0 + nb) in NCHW, adding the bias.
-  // For nb == 1, `out` already is that top slice and only the bias is added.
-  void scatter_output(const float* out, float* y, int n0, int nb, const float* bias) const {
-    if (nb == 1 && !bias) return;
-    const int64_t spatial = int64_t(ho_) * wo_, len = nb * spatial;
+  // Writes the GEMM result (rows ld floats apart, one Ho Wo block per image) to y[n0 .. n0 + nb) in
+  // NCHW, adding the bias. `in_place`: out already is that top slice and only the bias is added.
+  void scatter_output(const float* out, int64_t ld, float* y, int n0, int nb, bool in_place,
+                      const float* bias) const {
+    if (in_place && !bias) return;
+    const int64_t spatial = int64_t(ho_) * wo_;
     parallel_for(int64_t(nb) * m_, std::max<int64_t>(1, kGrainElems / std::max<int64_t>(1, spatial)),
                  [&](int64_t begin, int64_t end) {
                    for (int64_t t = begin; t < end; ++t) {
                      const int n = int(t / m_), m = int(t % m_);
-                     const float* __restrict s = out + m * len + n * spatial;
+                     const float* __restrict s = out + m * ld + n * spatial;
                      float* __restrict d = y + (int64_t(n0 + n) * m_ + m) * spatial;
                      const float bm = bias ? bias[m] : 0.0f;
-                     if (nb == 1) {
+                     if (in_place) {
                        for (int64_t k = 0; k < spatial; ++k) d[k] += bm;
                      } else {
                        for (int64_t k = 0; k < spatial; ++k) d[k] = s[k] + bm;
@@ -374,7 +386,8 @@ class ConvolutionLayer : public Layer {
   int m_ = 0, c_ = 0, group_ = 1;
   bool bias_term_ = true;
   int n_ = 0, h_ = 0, w_ = 0, ho_ = 0, wo_ = 0;
-  int chunk_ = 1;        // images per im2col + GEMM batch
+  int chunk_ = 1;        // images whose columns the buffer holds (the whole batch unless too large)
+  int tile_ = 1;         // images per im2col + GEMM step within a chunk
   Tensor col_;           // columns [C kh kw, chunk Ho Wo]; reused for dcol in backward
   Tensor buf_;           // GEMM output / reordered top diff [M, chunk Ho Wo] (chunk > 1)
   int col_holds_ = -1;   // bottom whose whole-batch columns col_ holds, or -1
