@@ -127,6 +127,10 @@ class ConvolutionLayer : public Layer {
     ho_ = (h_ + 2 * ph_ - ext_h) / sh_ + 1;
     wo_ = (w_ + 2 * pw_ - ext_w) / sw_ + 1;
     for (Tensor* t : top) t->reshape({n_, m_, ho_, wo_});
+    hspan_.clear();
+    wspan_.clear();
+    for (int i = 0; i < kh_; ++i) hspan_.push_back(span(i * dh_ - ph_, sh_, h_, ho_));
+    for (int j = 0; j < kw_; ++j) wspan_.push_back(span(j * dw_ - pw_, sw_, w_, wo_));
 
     const int64_t spatial = int64_t(ho_) * wo_;
     const int64_t rows = int64_t(c_) * kh_ * kw_;
@@ -269,45 +273,46 @@ class ConvolutionLayer : public Layer {
                                    kh_, kw_, sh_, sw_, dh_, dw_, ph_, pw_));
   }
 
-  // Output columns [lo, hi) whose input column ow * sw + off lies inside [0, W).
-  void valid_range(int off, int& lo, int& hi) const {
-    lo = off >= 0 ? 0 : (-off + sw_ - 1) / sw_;
-    hi = (w_ - 1 - off) >= 0 ? (w_ - 1 - off) / sw_ + 1 : 0;
-    lo = std::min(lo, wo_);
-    hi = std::clamp(hi, lo, wo_);
+  // Outputs [lo, hi) along one axis whose input o * stride + off lies inside [0, in).
+  struct Span {
+    int lo, hi, off;
+  };
+  static Span span(int off, int stride, int in, int out) {
+    int lo = off >= 0 ? 0 : (-off + stride - 1) / stride;
+    int hi = in - 1 - off >= 0 ? (in - 1 - off) / stride + 1 : 0;
+    lo = std::min(lo, out);
+    return Span{lo, std::clamp(hi, lo, out), off};
   }
 
   // col[(c kh + i) kw + j][n Ho Wo + oh Wo + ow] = x[n0 + n, c, oh sh - ph + i dh, ow sw - pw + j dw]
   // (zero outside the input) for the nb images starting at n0; rows of col are ld floats apart.
-  // Work item t = row * nb + n writes col + row ld + n Ho Wo: each thread fills contiguous runs.
+  // Work item t = n C + c reads one input plane (kept in L1) and writes its kh kw column rows.
   void im2col(const float* x, int n0, int nb, float* col, int64_t ld) const {
     const int64_t spatial = int64_t(ho_) * wo_, plane = int64_t(h_) * w_;
-    const int taps = kh_ * kw_;
-    parallel_for(int64_t(c_) * taps * nb, std::max<int64_t>(1, kGrainElems / std::max<int64_t>(1, spatial)),
-                 [&](int64_t begin, int64_t end) {
+    const int64_t grain = std::max<int64_t>(1, kGrainElems / std::max<int64_t>(1, spatial * kh_ * kw_));
+    parallel_for(int64_t(nb) * c_, grain, [&](int64_t begin, int64_t end) {
       for (int64_t t = begin; t < end; ++t) {
-        const int64_t row = t / nb;
-        const int n = int(t % nb), c = int(row / taps), i = int(row % taps) / kw_, j = int(row % kw_);
-        const float* xp = x + (int64_t(n0 + n) * c_ + c) * plane;
-        float* dst = col + row * ld + n * spatial;
-        const int off = j * dw_ - pw_;
-        int lo, hi;
-        valid_range(off, lo, hi);
-        for (int oh = 0; oh < ho_; ++oh) {
-          float* d = dst + int64_t(oh) * wo_;
-          const int ih = oh * sh_ - ph_ + i * dh_;
-          if (ih < 0 || ih >= h_) {
-            zero_row(d, wo_);
-            continue;
+        const int n = int(t / c_), c = int(t % c_);
+        const float* xp = x + (int64_t(n0) * c_ + t) * plane;
+        for (int i = 0; i < kh_; ++i) {
+          const Span rs = hspan_[i];
+          for (int j = 0; j < kw_; ++j) {
+            const Span cs = wspan_[j];
+            float* dst = col + ((int64_t(c) * kh_ + i) * kw_ + j) * ld + n * spatial;
+            zero_row(dst, rs.lo * wo_);
+            for (int oh = rs.lo; oh < rs.hi; ++oh) {
+              float* d = dst + int64_t(oh) * wo_;
+              const float* s = xp + int64_t(oh * sh_ + rs.off) * w_;
+              zero_row(d, cs.lo);
+              if (sw_ == 1) {
+                copy_row(d + cs.lo, s + cs.lo + cs.off, cs.hi - cs.lo);
+              } else {
+                for (int ow = cs.lo; ow < cs.hi; ++ow) d[ow] = s[ow * sw_ + cs.off];
+              }
+              zero_row(d + cs.hi, wo_ - cs.hi);
+            }
+            zero_row(dst + int64_t(rs.hi) * wo_, (ho_ - rs.hi) * wo_);
           }
-          const float* s = xp + int64_t(ih) * w_;
-          zero_row(d, lo);
-          if (sw_ == 1) {
-            if (hi > lo) copy_row(d + lo, s + lo + off, hi - lo);
-          } else {
-            for (int ow = lo; ow < hi; ++ow) d[ow] = s[ow * sw_ + off];
-          }
-          zero_row(d + hi, wo_ - hi);
         }
       }
     });
@@ -321,22 +326,19 @@ class ConvolutionLayer : public Layer {
       for (int64_t t = begin; t < end; ++t) {  // channel-major: consecutive items read on along each row
         const int c = int(t / nb), n = int(t % nb);
         float* xp = dx + (int64_t(n0 + n) * c_ + c) * plane;
-        std::memset(xp, 0, sizeof(float) * plane);
+        zero_row(xp, int(plane));
         for (int i = 0; i < kh_; ++i) {
+          const Span rs = hspan_[i];
           for (int j = 0; j < kw_; ++j) {
+            const Span cs = wspan_[j];
             const float* src = col + ((int64_t(c) * kh_ + i) * kw_ + j) * ld + n * spatial;
-            const int off = j * dw_ - pw_;
-            int lo, hi;
-            valid_range(off, lo, hi);
-            for (int oh = 0; oh < ho_; ++oh) {
-              const int ih = oh * sh_ - ph_ + i * dh_;
-              if (ih < 0 || ih >= h_) continue;
-              const float* __restrict s = src + int64_t(oh) * wo_;
-              float* __restrict d = xp + int64_t(ih) * w_;
+            for (int oh = rs.lo; oh < rs.hi; ++oh) {
+              const float* s = src + int64_t(oh) * wo_;
+              float* d = xp + int64_t(oh * sh_ + rs.off) * w_;
               if (sw_ == 1) {
-                if (hi > lo) add_row(d + lo + off, s + lo, hi - lo);
+                add_row(d + cs.lo + cs.off, s + cs.lo, cs.hi - cs.lo);
               } else {
-                for (int ow = lo; ow < hi; ++ow) d[ow * sw_ + off] += s[ow];
+                for (int ow = cs.lo; ow < cs.hi; ++ow) d[ow * sw_ + cs.off] += s[ow];
               }
             }
           }
@@ -390,6 +392,7 @@ class ConvolutionLayer : public Layer {
   int tile_ = 1;         // images per im2col + GEMM step within a chunk
   Tensor col_;           // columns [C kh kw, chunk Ho Wo]; reused for dcol in backward
   Tensor buf_;           // GEMM output / reordered top diff [M, chunk Ho Wo] (chunk > 1)
+  std::vector<Span> hspan_, wspan_;  // valid output rows / columns for each kernel row / column
   int col_holds_ = -1;   // bottom whose whole-batch columns col_ holds, or -1
 };
 

@@ -32,7 +32,7 @@ dsg_ips() {  # images/s of training reported by dsgtrain
     sed -n 's/.*training (\([0-9.]*\) images\/s.*/\1/p' | tail -1
 }
 
-torch_json() { OMP_NUM_THREADS=$2 $py "$here/scripts/torch_peer.py" --model "$1" --threads "$2" --iterations "$iters"; }
+torch_json() { OPENBLAS_NUM_THREADS=$2 OMP_NUM_THREADS=$2 $py "$here/scripts/torch_peer.py" --model "$1" --threads "$2" --iterations "$iters"; }
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 

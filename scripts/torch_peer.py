@@ -77,9 +77,11 @@ def main():
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
     torch.manual_seed(args.seed)
-    x = torch.from_numpy(read_idx(os.path.join(args.data, "train-images-idx3-ubyte.gz")).astype(np.float32) / 256.0)
+    # Same input transform as the DSG configs: (pixel - 72.94) * 0.01111 (mean 0.286, std 0.353).
+    norm = lambda a: (a.astype(np.float32) - 72.94) * 0.01111
+    x = torch.from_numpy(norm(read_idx(os.path.join(args.data, "train-images-idx3-ubyte.gz"))))
     y = torch.from_numpy(read_idx(os.path.join(args.data, "train-labels-idx1-ubyte.gz")).astype(np.int64))
-    xt = torch.from_numpy(read_idx(os.path.join(args.data, "t10k-images-idx3-ubyte.gz")).astype(np.float32) / 256.0)
+    xt = torch.from_numpy(norm(read_idx(os.path.join(args.data, "t10k-images-idx3-ubyte.gz"))))
     yt = torch.from_numpy(read_idx(os.path.join(args.data, "t10k-labels-idx1-ubyte.gz")).astype(np.int64))
     x, xt = x.unsqueeze(1), xt.unsqueeze(1)
 
