@@ -23,7 +23,6 @@ namespace dsg {
 namespace {
 
 constexpr int64_t kColumnCap = int64_t(1) << 23;  // floats in the column buffer (32 MiB)
-constexpr int64_t kTileCap = int64_t(1) << 17;    // floats of columns per im2col + GEMM step (L2-sized)
 constexpr int64_t kGrainElems = 1 << 15;          // elements of work per parallel_for chunk
 
 float row_sum(const float* x, int64_t n) {
@@ -136,7 +135,6 @@ class ConvolutionLayer : public Layer {
     const int64_t rows = int64_t(c_) * kh_ * kw_;
     chunk_ = static_cast<int>(std::clamp<int64_t>(kColumnCap / std::max<int64_t>(1, rows * spatial), 1,
                                                   std::max(1, n_)));
-    tile_ = static_cast<int>(std::clamp<int64_t>(kTileCap / std::max<int64_t>(1, rows * spatial), 1, chunk_));
     col_.reshape({static_cast<int>(rows), static_cast<int>(chunk_ * spatial)});
     if (chunk_ > 1) buf_.reshape({m_, static_cast<int>(chunk_ * spatial)});
   }
@@ -157,16 +155,11 @@ class ConvolutionLayer : public Layer {
         float* col = col_.mutable_data();
         // With one image the GEMM result [M, Ho Wo] already is the NCHW top plane.
         float* out = nb == 1 ? y + int64_t(n0) * m_ * spatial : buf_.mutable_data();
-        // Tile by tile so that each tile's columns are still in cache for its GEMM.
-        for (int t0 = 0; t0 < nb; t0 += tile_) {
-          const int tb = std::min(tile_, nb - t0);
-          const int64_t at = t0 * spatial;
-          im2col(x, n0 + t0, tb, col + at, len);
-          for (int g = 0; g < group_; ++g)
-            gemm(false, false, mg, int(tb * spatial), int(kc), 1.0f, w + g * mg * kc, int(kc),
-                 col + g * kc * len + at, int(len), 0.0f, out + g * mg * len + at, int(len));
-          scatter_output(out + at, len, y, n0 + t0, tb, nb == 1, bias);
-        }
+        im2col(x, n0, nb, col, len);
+        for (int g = 0; g < group_; ++g)
+          gemm(false, false, mg, int(len), int(kc), 1.0f, w + g * mg * kc, col + g * kc * len, 0.0f,
+               out + g * mg * len);
+        scatter_output(out, len, y, n0, nb, nb == 1, bias);
       }
       if (chunk_ >= n_) col_holds_ = static_cast<int>(b);
     }
@@ -208,14 +201,10 @@ class ConvolutionLayer : public Layer {
         }
         if (need_x) {
           col_holds_ = -1;
-          for (int t0 = 0; t0 < nb; t0 += tile_) {
-            const int tb = std::min(tile_, nb - t0);
-            const int64_t at = t0 * spatial;
-            for (int g = 0; g < group_; ++g)
-              gemm(true, false, int(kc), int(tb * spatial), mg, 1.0f, w + g * mg * kc, int(kc),
-                   dyc + g * mg * len + at, int(len), 0.0f, col + g * kc * len + at, int(len));
-            col2im(col + at, len, n0 + t0, tb, bottom[b]->mutable_diff());
-          }
+          for (int g = 0; g < group_; ++g)
+            gemm(true, false, int(kc), int(len), mg, 1.0f, w + g * mg * kc, dyc + g * mg * len, 0.0f,
+                 col + g * kc * len);
+          col2im(col, len, n0, nb, bottom[b]->mutable_diff());
         }
       }
     }
@@ -389,7 +378,6 @@ class ConvolutionLayer : public Layer {
   bool bias_term_ = true;
   int n_ = 0, h_ = 0, w_ = 0, ho_ = 0, wo_ = 0;
   int chunk_ = 1;        // images whose columns the buffer holds (the whole batch unless too large)
-  int tile_ = 1;         // images per im2col + GEMM step within a chunk
   Tensor col_;           // columns [C kh kw, chunk Ho Wo]; reused for dcol in backward
   Tensor buf_;           // GEMM output / reordered top diff [M, chunk Ho Wo] (chunk > 1)
   std::vector<Span> hspan_, wspan_;  // valid output rows / columns for each kernel row / column
