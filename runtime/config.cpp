@@ -10,6 +10,7 @@
 
 #include "runtime/error.hpp"
 #include "runtime/layer.hpp"
+#include "sparsity/policy.hpp"
 
 namespace dsg {
 namespace fs = std::filesystem;
@@ -199,12 +200,17 @@ LoadedConfig load_solver_config(const std::string& path) {
     throw Error(at("lr_policy") + ": lr_policy \"" + policy + "\" needs power");
   if (s.type() != "SGD" && s.type() != "Nesterov" && s.type() != "Adam")
     throw Error(at("type") + ": unknown solver type \"" + s.type() + "\"; known: Adam, Nesterov, SGD");
-  if (s.has_schedule() && s.schedule().phase_size() > 0)
-    throw Error(at("schedule") + ": sparsity schedules are reserved in the schema but no sparsity policy is available yet");
-  for (int i = 0; i < s.net_param().layer_size(); ++i)
-    if (s.net_param().layer(i).has_sparsity_param())
-      throw Error(out.net_locations.layer[i] + ": layer '" + s.net_param().layer(i).name() +
-                  "': sparsity_param is reserved in the schema but no sparsity policy is available yet");
+  for (int i = 0; i < s.net_param().layer_size(); ++i) {
+    const LayerParameter& layer = s.net_param().layer(i);
+    if (!layer.has_sparsity_param()) continue;
+    const SparsityParameter& sp = layer.sparsity_param();
+    if (!policy_registry().has(sp.policy()))
+      throw Error(out.net_locations.layer[i] + ": layer '" + layer.name() + "': unknown sparsity policy '" + sp.policy() +
+                  "'; known: " + policy_registry().known_list());
+    if (sp.has_target_sparsity() && !(sp.target_sparsity() >= 0 && sp.target_sparsity() < 1))
+      throw Error(out.net_locations.layer[i] + ": layer '" + layer.name() +
+                  strfmt("': target_sparsity must be in [0, 1), got %g", sp.target_sparsity()));
+  }
   return out;
 }
 

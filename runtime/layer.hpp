@@ -68,6 +68,15 @@ class Layer {
   bool param_propagate_down(int i) const { return i < int(param_propagate_down_.size()) && param_propagate_down_[i]; }
   void set_param_propagate_down(int i, bool value);
 
+  // Structured sparsity, set by the sparsity runtime (sparsity/structure.hpp); empty = dense.
+  // active_outputs: the output channels (filters / neurons) that are computed; the others are
+  // exactly zero and a layer may skip them (a smaller GEMM M). active_inputs: the input channels
+  // that can be non-zero; the others are known zero and a layer may skip them (a smaller K).
+  const std::vector<int>& active_outputs() const { return active_outputs_; }
+  const std::vector<int>& active_inputs() const { return active_inputs_; }
+  void set_active_outputs(std::vector<int> kept) { active_outputs_ = std::move(kept); }
+  void set_active_inputs(std::vector<int> kept) { active_inputs_ = std::move(kept); }
+
   float loss_weight(int top_index) const;
   void set_loss_weight(int top_index, float weight);
   // Loss weight a top gets when the config gives none (1 for the first top of loss layers).
@@ -97,6 +106,7 @@ class Layer {
   uint32_t key_ = 0;
   std::vector<bool> param_propagate_down_;
   std::vector<float> loss_weights_;
+  std::vector<int> active_outputs_, active_inputs_;
 };
 
 using LayerRegistry = Registry<Layer, const LayerParameter&>;

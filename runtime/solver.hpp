@@ -13,6 +13,7 @@
 #include "runtime/config.hpp"
 #include "runtime/net.hpp"
 #include "runtime/update_rule.hpp"
+#include "sparsity/controller.hpp"
 
 namespace dsg {
 
@@ -56,7 +57,11 @@ class Solver {
   Net* test_net() { return test_net_.get(); }
   int iter() const { return iter_; }
   const SolverParameter& param() const { return param_; }
-  void set_max_iter(int max_iter) { param_.set_max_iter(max_iter); }
+  // Changes max_iter; only before solve() or restore() (the sparsity schedule is resolved then).
+  void set_max_iter(int max_iter);
+  // The sparsity controller (created from the schedule on first use; empty when no layer has a
+  // sparsity_param).
+  SparsityController& sparsity();
   // Training samples per epoch (from the TRAIN net's data layer), 0 when unknown.
   int64_t train_set_size() const;
   int64_t samples_per_iter() const;
@@ -79,6 +84,7 @@ class Solver {
   std::string prefix_;
   std::unique_ptr<Net> train_net_, test_net_;
   std::unique_ptr<UpdateRule> rule_;
+  std::unique_ptr<SparsityController> sparsity_;
   std::vector<DataLayer*> train_data_, test_data_;
   int iter_ = 0;
   std::deque<float> window_;

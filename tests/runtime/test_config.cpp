@@ -97,10 +97,10 @@ TEST_CASE("missing net file and missing config are errors", "[config][errors]") 
   CHECK_THAT(error_of(dir.file("absent.prototxt")), Catch::Contains("cannot open config file"));
 }
 
-TEST_CASE("sparsity_param is reserved and refused until policies exist", "[config][errors]") {
+TEST_CASE("an unknown sparsity policy is an error with its location", "[config][errors]") {
   TempDir dir;
   auto path = write(dir, "s.prototxt",
                     "net_param { layer { name: \"a\" type: \"ReLU\" bottom: \"x\" top: \"x\" "
-                    "sparsity_param { policy: \"magnitude\" } } }\nbase_lr: 0.1\n");
-  CHECK_THAT(error_of(path), Catch::Contains("s.prototxt:1:13") && Catch::Contains("sparsity_param"));
+                    "sparsity_param { policy: \"bogus\" } } }\nbase_lr: 0.1\n");
+  CHECK_THAT(error_of(path), Catch::Contains("s.prototxt:1:13") && Catch::Contains("unknown sparsity policy 'bogus'"));
 }

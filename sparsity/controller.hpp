@@ -1,0 +1,65 @@
+// SparsityController: creates the policies named by layers' sparsity_param, resolves the solver's
+// schedule (epochs to iterations), and drives the policies through the training loop:
+//   begin_iteration(it)  phase changes: DENSE releases masks, PRUNE prunes once, GRADUAL follows
+//                        the cubic (AGP) ramp, HOLD keeps masks;
+//   before_update()      masks gradients; after_update() masks weights (pruned stay exactly 0);
+//   lr_mult(it)          the phase's learning-rate multiplier;
+//   report()             "fired N times, sparsity X% (target Y%)" per policy;
+//   save()/load()        policy state in snapshots, so a resumed run continues identically.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "dsg.pb.h"
+#include "runtime/net.hpp"
+#include "sparsity/policy.hpp"
+
+namespace dsg {
+
+class SparsityController {
+ public:
+  // `layer_locations` maps NetParameter layer index to "file:line:col" for messages (may be
+  // empty). Throws dsg::Error for invalid policies or schedules, including a policy that never
+  // fires before max_iter.
+  SparsityController(Net& net, const SolverParameter& solver, int64_t samples_per_iter, int64_t train_set_size);
+
+  bool empty() const { return policies_.empty(); }
+  // Another net sharing the weights (the TEST net) whose layers also get the structured sparsity.
+  void add_mirror(Net& net) { mirrors_.push_back(&net); }
+  void begin_iteration(int iter);
+  float lr_mult(int iter) const;
+  void before_update();
+  void after_update();
+  std::vector<std::string> report() const;
+  // The resolved schedule, one line per phase.
+  std::vector<std::string> describe() const;
+  void save(ModelFile* model) const;
+  // Restores policy state; `iter` is the iteration training resumes at.
+  void load(const ModelFile& model, int iter);
+
+  const std::vector<std::unique_ptr<SparsityPolicy>>& policies() const { return policies_; }
+  // Index of the phase active at `iter`, -1 before the first phase.
+  int phase_at(int iter) const;
+
+  struct Phase {
+    SchedulePhase spec;
+    int start = 0;
+    int end = 0;  // first iteration of the next phase (or max_iter)
+  };
+  const std::vector<Phase>& phases() const { return phases_; }
+
+ private:
+  bool drives(const Phase& phase, const SparsityPolicy& policy) const;
+  void prune_driven(const Phase& phase, const std::vector<float>& targets);
+  std::vector<float> gradual_targets(const Phase& phase, int iter) const;
+  void structure_changed();
+
+  Net& net_;
+  std::vector<Net*> mirrors_;
+  std::vector<std::unique_ptr<SparsityPolicy>> policies_;
+  std::vector<Phase> phases_;
+  std::vector<float> gradual_start_;  // per policy: sparsity when the current GRADUAL phase began
+};
+
+}  // namespace dsg

@@ -1,0 +1,175 @@
+#include "sparsity/policy.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "runtime/error.hpp"
+#include "runtime/layer.hpp"
+
+namespace dsg {
+
+SparsityPolicy::SparsityPolicy(const SparsityParameter& param, Layer& layer) : param_(param), layer_(layer) {}
+
+const std::string& SparsityPolicy::layer_name() const { return layer_.name(); }
+
+void SparsityPolicy::validate() const {
+  const std::string where = "layer '" + layer_.name() + "' sparsity_param: ";
+  if (layer_.blobs().empty())
+    throw Error(where + "layer type " + layer_.type() + " has no weights to prune");
+  if (param_.has_target_sparsity() == param_.has_quality())
+    throw Error(where + "give exactly one of target_sparsity and quality");
+  if (param_.has_target_sparsity() && !(param_.target_sparsity() >= 0 && param_.target_sparsity() < 1))
+    throw Error(where + strfmt("target_sparsity must be in [0, 1), got %g", param_.target_sparsity()));
+  if (param_.has_quality() && !(param_.quality() > 0))
+    throw Error(where + strfmt("quality must be > 0, got %g", param_.quality()));
+  if (param_.has_quality() && param_.granularity() != SparsityParameter::FINE)
+    throw Error(where + "quality (threshold = quality * std) applies to FINE granularity only");
+  if (!(param_.max_sparsity() > 0 && param_.max_sparsity() < 1))
+    throw Error(where + strfmt("max_sparsity must be in (0, 1), got %g", param_.max_sparsity()));
+  if (param_.scope() == SparsityParameter::GLOBAL && param_.granularity() != SparsityParameter::FINE)
+    throw Error(where + "GLOBAL scope ranks single weights; use granularity FINE");
+  int axes = layer_.blobs()[0]->num_axes();
+  auto g = param_.granularity();
+  if ((g == SparsityParameter::VECTOR || g == SparsityParameter::KERNEL) && axes != 4)
+    throw Error(where + "granularity " + SparsityParameter::Granularity_Name(g) + " needs a 4-d convolution weight, but " +
+                layer_.type() + " weights have shape " + layer_.blobs()[0]->shape_string());
+}
+
+float SparsityPolicy::resolve_target(float scale) const {
+  if (!param_.has_quality()) return std::min(param_.target_sparsity() * scale, 0.9999f);
+  const Tensor& w = *layer_.blobs()[0];
+  const float* d = w.data();
+  double sum = 0, sumsq = 0;
+  for (int64_t i = 0; i < w.count(); ++i) sum += d[i], sumsq += double(d[i]) * d[i];
+  double mean = sum / w.count();
+  double std = std::sqrt(std::max(0.0, sumsq / w.count() - mean * mean));
+  double threshold = param_.quality() * scale * std;
+  int64_t below = 0;
+  for (int64_t i = 0; i < w.count(); ++i) below += std::fabs(d[i]) < threshold;
+  return float(double(below) / w.count());
+}
+
+void SparsityPolicy::prune_to(float sparsity) {
+  std::vector<uint8_t> mask;
+  compute_mask(sparsity, mask);
+  if (mask.size() != size_t(layer_.blobs()[0]->count()))
+    throw Error("sparsity policy " + std::string(type()) + " produced a mask of the wrong size for layer '" +
+                layer_.name() + "'");
+  mask_ = std::move(mask);
+  derive_kept_outputs();
+  active_ = true;
+  ++fired_;
+  current_target_ = sparsity;
+  mask_weights();
+}
+
+void SparsityPolicy::derive_kept_outputs() {
+  kept_outputs_.clear();
+  if (!prunes_outputs()) return;
+  const Tensor& w = *layer_.blobs()[0];
+  int64_t rows = w.shape(0), per_row = w.count() / std::max<int64_t>(1, rows);
+  for (int64_t r = 0; r < rows; ++r)
+    if (std::any_of(mask_.begin() + r * per_row, mask_.begin() + (r + 1) * per_row, [](uint8_t m) { return m; }))
+      kept_outputs_.push_back(int(r));
+}
+
+void SparsityPolicy::mask_gradients() {
+  if (!active_) return;
+  Tensor& w = *layer_.blobs()[0];
+  float* g = w.mutable_diff();
+  for (int64_t i = 0; i < w.count(); ++i) g[i] *= mask_[size_t(i)];
+  if (prunes_outputs() && layer_.blobs().size() > 1) {
+    std::vector<uint8_t> keep(size_t(layer_.blobs()[1]->count()), 0);
+    for (int r : kept_outputs_) keep[size_t(r)] = 1;
+    float* gb = layer_.blobs()[1]->mutable_diff();
+    for (size_t i = 0; i < keep.size(); ++i) gb[i] *= keep[i];
+  }
+}
+
+void SparsityPolicy::mask_weights() {
+  if (!active_) return;
+  Tensor& w = *layer_.blobs()[0];
+  float* d = w.mutable_data();
+  for (int64_t i = 0; i < w.count(); ++i) d[i] *= mask_[size_t(i)];
+  if (prunes_outputs() && layer_.blobs().size() > 1) {
+    std::vector<uint8_t> keep(size_t(layer_.blobs()[1]->count()), 0);
+    for (int r : kept_outputs_) keep[size_t(r)] = 1;
+    float* b = layer_.blobs()[1]->mutable_data();
+    for (size_t i = 0; i < keep.size(); ++i) b[i] *= keep[i];
+  }
+}
+
+void SparsityPolicy::release() {
+  active_ = false;
+  kept_outputs_.clear();
+  current_target_ = 0;
+}
+
+double SparsityPolicy::sparsity() const {
+  const Tensor& w = *layer_.blobs()[0];
+  const float* d = w.data();
+  int64_t zeros = 0;
+  for (int64_t i = 0; i < w.count(); ++i) zeros += d[i] == 0.0f;
+  return w.count() ? double(zeros) / w.count() : 0.0;
+}
+
+std::vector<float> SparsityPolicy::saliency() const {
+  const Tensor& w = *layer_.blobs()[0];
+  std::vector<float> s(size_t(w.count()));
+  for (int64_t i = 0; i < w.count(); ++i) s[size_t(i)] = std::fabs(w.data()[i]);
+  return s;
+}
+
+void SparsityPolicy::save(PolicyState* state) const {
+  state->set_layer(layer_.name());
+  state->set_policy(type());
+  state->set_fired(fired_);
+  state->set_current_target(current_target_);
+  state->set_active(active_);
+  if (!mask_.empty()) {
+    std::string bits((mask_.size() + 7) / 8, '\0');
+    for (size_t i = 0; i < mask_.size(); ++i)
+      if (mask_[i]) bits[i / 8] = char(uint8_t(bits[i / 8]) | (1u << (i % 8)));
+    state->add_mask(bits);
+  }
+}
+
+void SparsityPolicy::load(const PolicyState& state) {
+  if (state.policy() != type())
+    throw Error("layer '" + layer_.name() + "': snapshot holds a '" + state.policy() + "' policy state but the config uses '" +
+                type() + "'");
+  fired_ = state.fired();
+  current_target_ = state.current_target();
+  active_ = state.active();
+  mask_.clear();
+  if (state.mask_size() > 0) {
+    size_t n = size_t(layer_.blobs()[0]->count());
+    const std::string& bits = state.mask(0);
+    if (bits.size() != (n + 7) / 8)
+      throw Error("layer '" + layer_.name() + "': snapshot mask has the wrong size for weights " +
+                  layer_.blobs()[0]->shape_string());
+    mask_.resize(n);
+    for (size_t i = 0; i < n; ++i) mask_[i] = (uint8_t(bits[i / 8]) >> (i % 8)) & 1u;
+  } else if (active_) {
+    throw Error("layer '" + layer_.name() + "': snapshot marks the policy active but holds no mask");
+  }
+  derive_kept_outputs();
+}
+
+std::vector<uint8_t> keep_top(const std::vector<float>& scores, size_t keep) {
+  std::vector<uint8_t> mask(scores.size(), 0);
+  if (keep >= scores.size()) {
+    std::fill(mask.begin(), mask.end(), 1);
+    return mask;
+  }
+  std::vector<size_t> order(scores.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::nth_element(order.begin(), order.begin() + long(keep), order.end(), [&](size_t a, size_t b) {
+    return scores[a] > scores[b] || (scores[a] == scores[b] && a < b);
+  });
+  for (size_t i = 0; i < keep; ++i) mask[order[i]] = 1;
+  return mask;
+}
+
+}  // namespace dsg
