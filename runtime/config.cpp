@@ -204,6 +204,9 @@ LoadedConfig load_solver_config(const std::string& path) {
     const LayerParameter& layer = s.net_param().layer(i);
     if (!layer.has_sparsity_param()) continue;
     const SparsityParameter& sp = layer.sparsity_param();
+    if (!sp.has_policy())
+      throw Error(out.net_locations.layer[i] + ": layer '" + layer.name() + "': sparsity_param has no policy; known: " +
+                  policy_registry().known_list());
     if (!policy_registry().has(sp.policy()))
       throw Error(out.net_locations.layer[i] + ": layer '" + layer.name() + "': unknown sparsity policy '" + sp.policy() +
                   "'; known: " + policy_registry().known_list());

@@ -80,7 +80,12 @@ SparsityController::SparsityController(Net& net, const SolverParameter& solver, 
     }
     phases_.push_back(phase);
   }
-  for (size_t i = 0; i < phases_.size(); ++i) phases_[i].end = i + 1 < phases_.size() ? phases_[i + 1].start : max_iter;
+  for (size_t i = 0; i < phases_.size(); ++i) {
+    phases_[i].end = std::min(i + 1 < phases_.size() ? phases_[i + 1].start : max_iter, max_iter);
+    if (phases_[i].start >= max_iter)
+      log_warn(strfmt("sparsity schedule phase %zu starts at iteration %d, after training ends (max_iter %d)", i,
+                      phases_[i].start, max_iter));
+  }
   // Every policy must fire (be pruned by a PRUNE or GRADUAL phase) before max_iter.
   for (const auto& pol : policies_) {
     bool fires = false;

@@ -154,7 +154,8 @@ void SparsityPolicy::load(const PolicyState& state) {
   } else if (active_) {
     throw Error("layer '" + layer_.name() + "': snapshot marks the policy active but holds no mask");
   }
-  derive_kept_outputs();
+  if (active_) derive_kept_outputs();
+  else kept_outputs_.clear();
 }
 
 std::vector<uint8_t> keep_top(const std::vector<float>& scores, size_t keep) {
