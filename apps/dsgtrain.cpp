@@ -14,6 +14,7 @@
 #include <fstream>
 #include <thread>
 
+#include "apps/fast_blas.hpp"
 #include "datasets/data_paths.hpp"
 #include "runtime/config.hpp"
 #include "runtime/device.hpp"
@@ -77,8 +78,8 @@ int run(const Options& opt) {
   std::string prefix = solver_param.has_snapshot_prefix() ? solver_param.snapshot_prefix() : stem;
   if (!fs::path(prefix).is_absolute()) prefix = (output / fs::path(prefix).filename()).string();
 
-  log_info(strfmt("dsgtrain: config %s, device %s, %d thread(s), seed %llu (pass --seed %llu to reproduce)",
-                  opt.config.c_str(), ctx.device.name().c_str(), threads, static_cast<unsigned long long>(seed),
+  log_info(strfmt("dsgtrain: config %s, device %s, %d thread(s), %s, seed %llu (pass --seed %llu to reproduce)",
+                  opt.config.c_str(), ctx.device.name().c_str(), threads, apps::blas_kernel_note().c_str(), static_cast<unsigned long long>(seed),
                   static_cast<unsigned long long>(seed)));
   Solver solver(solver_param, config.net_locations, ctx, prefix);
   for (auto& layer : solver.train_net().layers())
@@ -149,6 +150,7 @@ int run(const Options& opt) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  dsg::apps::select_fast_blas_kernels(argv);
   CLI::App app{"dsgtrain: train a sparse or dense network from a solver prototxt"};
   Options opt;
   app.add_option("config", opt.config, "solver prototxt (with net: or net_param)")->required();

@@ -229,7 +229,7 @@ std::vector<std::string> SparsityController::report() const {
                            pol->layer_name().c_str(), pol->type(),
                            SparsityParameter::Granularity_Name(sp.granularity()).c_str(),
                            static_cast<long long>(pol->fired()), 100.0 * pol->sparsity(), 100.0 * target,
-                           pol->active() ? "" : ", masks released"));
+                           pol->active() ? "" : pol->fired() ? ", masks released" : ", not pruned yet"));
   }
   return lines;
 }

@@ -1,0 +1,340 @@
+// dsgeval's evaluation, layer statistics and sensitivity analysis (see dsgeval_lib.hpp). The
+// renderings (Markdown, JSON, CSV, SVG) are in dsgeval_report.cpp.
+#include "apps/dsgeval_lib.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+
+#include "datasets/data_layer.hpp"
+#include "datasets/data_paths.hpp"
+#include "runtime/error.hpp"
+#include "runtime/log.hpp"
+#include "runtime/model_file.hpp"
+#include "sparsity/policy.hpp"
+#include "sparsity/structure.hpp"
+
+namespace dsg {
+namespace eval {
+
+const char* const kSparseBytesFormula =
+    "sparse bytes = non-zero parameters x 5 (4-byte value + 1-byte relative index, a CSR-like estimate); "
+    "dense bytes = parameters x 4";
+
+const char* granularity_name(Granularity g) { return g == Granularity::Filter ? "filter" : "element"; }
+
+namespace {
+
+bool prunable(const Layer& layer) {
+  std::string t = layer.type();
+  return (t == "Convolution" || t == "InnerProduct") && !layer.blobs().empty();
+}
+
+// Number of output filters / neurons of a prunable layer and whether its weight is stored
+// [K, outputs] (a transposed InnerProduct) rather than [outputs, ...].
+int64_t output_count(const Layer& layer, bool* transposed) {
+  const Tensor& w = *layer.blobs()[0];
+  *transposed = std::string(layer.type()) == "InnerProduct" && layer.param().inner_product_param().transpose();
+  return *transposed ? w.shape(-1) : w.shape(0);
+}
+
+// Mask (1 = keep) keeping the `keep` largest scores; ties keep the lower index.
+std::vector<uint8_t> keep_largest(const std::vector<float>& scores, size_t keep) {
+  std::vector<uint8_t> mask(scores.size(), keep >= scores.size() ? 1 : 0);
+  if (keep >= scores.size() || keep == 0) return mask;
+  std::vector<size_t> order(scores.size());
+  std::iota(order.begin(), order.end(), size_t(0));
+  std::nth_element(order.begin(), order.begin() + long(keep), order.end(), [&](size_t a, size_t b) {
+    return scores[a] > scores[b] || (scores[a] == scores[b] && a < b);
+  });
+  for (size_t i = 0; i < keep; ++i) mask[order[i]] = 1;
+  return mask;
+}
+
+int64_t count_nonzero(const Tensor& t) {
+  const float* d = t.data();
+  int64_t n = 0;
+  for (int64_t i = 0; i < t.count(); ++i) n += d[i] != 0.0f;
+  return n;
+}
+
+}  // namespace
+
+void prune_layer(Layer& layer, Granularity granularity, double sparsity) {
+  if (!prunable(layer)) throw Error("layer '" + layer.name() + "' (" + layer.type() + ") cannot be pruned");
+  Tensor& w = *layer.blobs()[0];
+  float* d = w.mutable_data();
+  const int64_t n = w.count();
+  if (granularity == Granularity::Element) {
+    int64_t k = std::clamp<int64_t>(std::llround(sparsity * double(n)), 0, n);
+    std::vector<float> score(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) score[size_t(i)] = std::fabs(d[i]);
+    auto keep = keep_largest(score, size_t(n - k));
+    for (int64_t i = 0; i < n; ++i)
+      if (!keep[size_t(i)]) d[i] = 0.0f;
+    return;
+  }
+  bool transposed = false;
+  const int64_t outputs = output_count(layer, &transposed);
+  const int64_t per = n / outputs;
+  auto at = [&](int64_t o, int64_t j) -> float& { return transposed ? d[j * outputs + o] : d[o * per + j]; };
+  std::vector<float> norm(size_t(outputs), 0.0f);
+  for (int64_t o = 0; o < outputs; ++o) {
+    double s = 0;
+    for (int64_t j = 0; j < per; ++j) s += double(at(o, j)) * at(o, j);
+    norm[size_t(o)] = float(std::sqrt(s));
+  }
+  // At least one filter stays: a layer without outputs is no longer a network to evaluate.
+  int64_t k = std::clamp<int64_t>(std::llround(sparsity * double(outputs)), 0, outputs - 1);
+  auto keep = keep_largest(norm, size_t(outputs - k));
+  float* bias = layer.blobs().size() > 1 && layer.blobs()[1]->count() == outputs ? layer.blobs()[1]->mutable_data() : nullptr;
+  for (int64_t o = 0; o < outputs; ++o) {
+    if (keep[size_t(o)]) continue;
+    for (int64_t j = 0; j < per; ++j) at(o, j) = 0.0f;
+    if (bias) bias[o] = 0.0f;
+  }
+}
+
+Evaluator::Evaluator(const std::string& model_path, const std::string& data_dir) {
+  if (model_path.size() > 5 && model_path.compare(model_path.size() - 5, 5, ".dsgz") == 0)
+    throw Error("'" + model_path + "': compressed .dsgz models are not supported yet", "evaluate the .dsgmodel snapshot");
+  model_ = read_model_file(model_path);
+  if (!model_.has_net() || model_.net().layer_size() == 0)
+    throw Error("'" + model_path + "' holds no network definition");
+  NetParameter param = model_.net();
+  // Snapshots store absolute sources; relative ones resolve against the current directory.
+  resolve_data_sources(param, ".", data_dir);
+  std::mt19937_64 rng(0);  // initial values are overwritten by the stored weights
+  net_ = std::make_unique<Net>(param, TEST, rng);
+  try {
+    net_->params_from_proto(model_);
+  } catch (const Error& e) {
+    throw Error("'" + model_path + "': " + e.what(), e.hint());
+  }
+
+  // Structured sparsity recorded by the snapshot's policies: which output filters are computed.
+  std::vector<std::unique_ptr<SparsityPolicy>> policies;
+  for (const PolicyState& s : model_.policy()) {
+    Layer* layer = net_->layer_by_name(s.layer());
+    if (!layer || layer->blobs().empty()) continue;
+    const SparsityParameter& sp = layer->param().sparsity_param();
+    if (policy_registry().has(s.policy())) {
+      policies.push_back(policy_registry().create(s.policy(), sp, *layer));
+      policies.back()->load(s);
+    } else if (sp.granularity() == SparsityParameter::FILTER && s.active() && s.mask_size() > 0) {
+      // The policy is not built into this binary: derive the kept filters from the mask bits.
+      const Tensor& w = *layer->blobs()[0];
+      const std::string& bits = s.mask(0);
+      if (bits.size() != size_t((w.count() + 7) / 8))
+        throw Error("layer '" + layer->name() + "': snapshot mask has the wrong size for weights " + w.shape_string());
+      const int64_t rows = w.shape(0), per = w.count() / std::max<int64_t>(1, rows);
+      std::vector<int> kept;
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t i = r * per; i < (r + 1) * per; ++i)
+          if ((uint8_t(bits[size_t(i / 8)]) >> (i % 8)) & 1u) {
+            kept.push_back(int(r));
+            break;
+          }
+      layer->set_active_outputs(kept);
+    }
+  }
+  apply_structure(*net_, policies);
+
+  for (auto& l : net_->layers())
+    if (auto* d = dynamic_cast<DataLayer*>(l.get())) data_.push_back(d);
+  if (data_.empty())
+    throw Error("the TEST net of '" + model_path + "' has no Data layer, so there is no test set to evaluate");
+  // The scores: what feeds the Accuracy layer, else SoftmaxWithLoss.
+  for (const char* type : {"Accuracy", "SoftmaxWithLoss"}) {
+    for (auto& l : net_->layers()) {
+      if (std::string(l->type()) != type || l->param().bottom_size() < 2) continue;
+      scores_ = l->param().bottom(0);
+      labels_ = l->param().bottom(1);
+      if (std::string(type) == "Accuracy") {
+        axis_ = l->param().accuracy_param().axis();
+        has_ignore_ = l->param().accuracy_param().has_ignore_label();
+        ignore_label_ = l->param().accuracy_param().ignore_label();
+      } else {
+        axis_ = l->param().softmax_param().axis();
+        has_ignore_ = l->param().loss_param().has_ignore_label();
+        ignore_label_ = l->param().loss_param().ignore_label();
+      }
+      break;
+    }
+    if (!scores_.empty()) break;
+  }
+  if (scores_.empty())
+    throw Error("the TEST net of '" + model_path + "' has no Accuracy or SoftmaxWithLoss layer to take the class scores from");
+}
+
+Evaluator::~Evaluator() = default;
+
+EvalResult Evaluator::evaluate(int64_t batches) { return run(batches); }
+
+EvalResult Evaluator::run(int64_t batches) {
+  DataLayer& d0 = *data_.front();
+  EvalResult r;
+  r.dataset_size = d0.dataset_size();
+  r.batch_size = d0.batch_size();
+  r.source = d0.source().description();
+  const int64_t full = r.dataset_size / r.batch_size;
+  if (full == 0)
+    throw Error(strfmt("the test set holds %lld samples, fewer than one batch of %lld", (long long)r.dataset_size,
+                       (long long)r.batch_size),
+                "lower batch_size of the TEST Data layer");
+  r.batches = batches <= 0 || batches > full ? full : batches;
+  for (auto& l : net_->layers()) {
+    for (int t = 0; t < l->param().top_size(); ++t) r.has_loss = r.has_loss || l->loss_weight(t) != 0.0f;
+  }
+  for (auto* d : data_) d->seek(0);
+  Context ctx;
+  ctx.phase = TEST;
+  double loss_sum = 0;
+  int64_t hits1 = 0, hitsk = 0;
+  for (int64_t b = 0; b < r.batches; ++b) {
+    ctx.iteration = b;
+    auto start = std::chrono::steady_clock::now();
+    loss_sum += net_->forward(ctx);
+    r.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const Tensor& x = net_->blob(scores_);
+    const Tensor& labels = net_->blob(labels_);
+    const int a = x.canonical_axis(axis_);
+    const int64_t outer = x.count(0, a), C = x.shape(a), inner = x.count(a + 1);
+    if (r.classes == 0) {
+      r.classes = int(C);
+      r.top_k = int(std::min<int64_t>(5, C));
+      r.class_samples.assign(size_t(C), 0);
+      r.class_correct.assign(size_t(C), 0);
+      r.confusion.assign(size_t(C), std::vector<int64_t>(size_t(C), 0));
+    }
+    if (labels.count() != outer * inner)
+      throw Error("scores '" + scores_ + "' " + x.shape_string() + " and labels '" + labels_ + "' " +
+                  labels.shape_string() + " do not match");
+    const float* s = x.data();
+    const float* lab = labels.data();
+    for (int64_t k = 0; k < outer * inner; ++k) {
+      const float v = lab[k];
+      if (has_ignore_ && v == float(ignore_label_)) continue;
+      if (!(v >= 0.0f && v < float(C)))
+        throw Error(strfmt("label %g is outside the %lld classes of the scores '%s'", v, (long long)C, scores_.c_str()));
+      const int64_t target = int64_t(v), base = (k / inner) * C * inner + k % inner;
+      const float true_score = s[base + target * inner];
+      // As the Accuracy layer: a tie with the true class's score counts against it.
+      int64_t better = -1, pred = 0;
+      for (int64_t c = 0; c < C; ++c) {
+        const float sc = s[base + c * inner];
+        better += sc >= true_score;
+        if (sc > s[base + pred * inner]) pred = c;
+      }
+      ++r.samples;
+      ++r.class_samples[size_t(target)];
+      ++r.confusion[size_t(target)][size_t(pred)];
+      if (better < 1) ++hits1, ++r.class_correct[size_t(target)];
+      if (better < r.top_k) ++hitsk;
+    }
+  }
+  if (r.samples > 0) {
+    r.top1 = double(hits1) / double(r.samples);
+    r.topk = double(hitsk) / double(r.samples);
+  }
+  r.loss = loss_sum / double(r.batches);
+  r.images_per_sec = r.seconds > 0 ? double(r.batches * r.batch_size) / r.seconds : 0;
+  return r;
+}
+
+std::vector<LayerStats> Evaluator::layer_stats() const {
+  std::vector<LayerStats> out;
+  for (const auto& l : net_->layers()) {
+    if (l->blobs().empty()) continue;
+    LayerStats st;
+    st.name = l->name();
+    st.type = l->type();
+    const Tensor& w = *l->blobs()[0];
+    st.shape = w.shape_string();
+    st.weights = w.count();
+    st.nonzero_weights = count_nonzero(w);
+    for (const auto& b : l->blobs()) {
+      st.params += b->count();
+      st.nonzero_params += count_nonzero(*b);
+    }
+    st.dense_bytes = st.params * 4;
+    st.sparse_bytes = st.nonzero_params * kSparseBytesPerNonZero;
+    st.mode = "dense";
+    if (prunable(*l) && l->param().top_size() > 0 && net_->has_blob(l->param().top(0))) {
+      const Tensor& top = net_->blob(l->param().top(0));
+      const bool conv = st.type == "Convolution";
+      if (top.num_axes() >= 2 && top.count() > 0) {
+        const int64_t outputs = conv ? top.shape(1) : top.shape(-1);
+        // Output positions per sample: H' * W' for a convolution, 1 for an InnerProduct on [N, K].
+        const int64_t positions = top.count() / top.shape(0) / outputs;
+        st.has_macs = true;
+        st.dense_macs = st.weights * positions;
+        st.sparse_macs = st.nonzero_weights * positions;
+        if (!l->active_outputs().empty())
+          st.mode = strfmt("structured: %zu/%lld filters", l->active_outputs().size(), (long long)outputs);
+      }
+    }
+    if (!l->active_inputs().empty()) st.mode += strfmt(", %zu inputs active", l->active_inputs().size());
+    out.push_back(st);
+  }
+  return out;
+}
+
+LayerStats totals(const std::vector<LayerStats>& layers) {
+  LayerStats t;
+  t.name = "total";
+  for (const auto& l : layers) {
+    t.params += l.params;
+    t.nonzero_params += l.nonzero_params;
+    t.weights += l.weights;
+    t.nonzero_weights += l.nonzero_weights;
+    t.dense_bytes += l.dense_bytes;
+    t.sparse_bytes += l.sparse_bytes;
+    t.has_macs = t.has_macs || l.has_macs;
+    t.dense_macs += l.dense_macs;
+    t.sparse_macs += l.sparse_macs;
+  }
+  return t;
+}
+
+SensitivityResult Evaluator::sensitivity(Granularity granularity, const std::vector<double>& levels,
+                                         double max_loss_points, int64_t batches,
+                                         const std::function<void(const SensitivityProgress&)>& progress) {
+  SensitivityResult s;
+  s.granularity = granularity;
+  s.levels = levels;
+  s.max_loss_points = max_loss_points;
+  s.base_accuracy = run(batches).top1;
+  std::vector<Layer*> layers;
+  for (auto& l : net_->layers())
+    if (prunable(*l)) {
+      layers.push_back(l.get());
+      s.layers.push_back(l->name());
+      s.layer_types.push_back(l->type());
+    }
+  for (size_t i = 0; i < layers.size(); ++i) {
+    Layer& layer = *layers[i];
+    std::vector<std::vector<float>> saved;
+    for (const auto& b : layer.blobs()) saved.emplace_back(b->data(), b->data() + b->count());
+    s.accuracy.emplace_back();
+    int best = -1;
+    for (size_t j = 0; j < levels.size(); ++j) {
+      prune_layer(layer, granularity, levels[j]);
+      double acc = run(batches).top1;
+      for (size_t k = 0; k < saved.size(); ++k)
+        std::memcpy(layer.blobs()[k]->mutable_data(), saved[k].data(), sizeof(float) * saved[k].size());
+      s.accuracy.back().push_back(acc);
+      // A small epsilon keeps a drop of exactly max_loss (e.g. one sample) from failing on rounding.
+      if ((s.base_accuracy - acc) * 100.0 <= max_loss_points + 1e-9 && (best < 0 || levels[j] > levels[size_t(best)]))
+        best = int(j);
+      if (progress) progress({int(i) + 1, int(layers.size()), &s.layers[i], levels[j], acc});
+    }
+    s.suggested.push_back(best);
+  }
+  return s;
+}
+
+}  // namespace eval
+}  // namespace dsg

@@ -1,0 +1,144 @@
+// dsgeval's evaluation logic (compiled into the dsgeval executable only; apps/dsgeval.cpp is the
+// command line around it). Evaluation in dsgeval_lib.cpp, renderings in dsgeval_report.cpp.
+//
+//   Evaluator      loads a .dsgmodel, builds its TEST net, loads the weights and the structured
+//                  sparsity recorded by the snapshot's policies, and runs the test set: top-1 /
+//                  top-5 accuracy from the scores that feed the Accuracy layer (or, without one,
+//                  SoftmaxWithLoss), per-class accuracy, confusion matrix, mean loss, images/s.
+//   layer_stats    per layer with parameters: counts, non-zeros, bytes dense / sparse, MACs dense
+//                  / on non-zero weights, and the execution mode.
+//   sensitivity    one-shot magnitude pruning of one prunable layer at a time (element or filter
+//                  granularity), accuracy per level, weights restored after each level.
+//   *_report       Markdown (stdout), JSON, CSV and SVG renderings of the results.
+// Every failure is a dsg::Error naming the file or layer involved.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "dsg.pb.h"
+#include "runtime/net.hpp"
+
+namespace dsg {
+
+class DataLayer;
+
+namespace eval {
+
+// Sparse storage estimate, stated in every report: a CSR-like layout with a 4-byte value and a
+// 1-byte relative index per non-zero parameter.
+constexpr int64_t kSparseBytesPerNonZero = 5;
+extern const char* const kSparseBytesFormula;
+
+struct EvalResult {
+  int64_t samples = 0;        // labelled positions evaluated (ignored labels excluded)
+  int64_t batches = 0;
+  int64_t batch_size = 0;
+  int64_t dataset_size = 0;   // samples in the test set
+  std::string source;         // description of the test data
+  int classes = 0;
+  int top_k = 5;              // min(5, classes)
+  double top1 = 0, topk = 0;  // fractions in [0, 1]
+  bool has_loss = false;
+  double loss = 0;            // mean over batches of the net's weighted loss
+  double seconds = 0;         // wall time of the forward passes
+  double images_per_sec = 0;
+  std::vector<int64_t> class_samples, class_correct;  // per true class
+  std::vector<std::vector<int64_t>> confusion;        // [true][predicted (arg max)]
+};
+
+struct LayerStats {
+  std::string name, type, shape;   // shape of the weight blob
+  int64_t params = 0;              // all blobs
+  int64_t nonzero_params = 0;
+  int64_t weights = 0;             // blob 0
+  int64_t nonzero_weights = 0;
+  int64_t dense_bytes = 0;         // params * 4
+  int64_t sparse_bytes = 0;        // nonzero_params * kSparseBytesPerNonZero
+  bool has_macs = false;           // Convolution / InnerProduct
+  int64_t dense_macs = 0;          // per sample
+  int64_t sparse_macs = 0;         // per sample, MACs that touch non-zero weights
+  std::string mode;                // "dense" or "structured: kept/total filters"
+  double sparsity() const { return weights ? 1.0 - double(nonzero_weights) / double(weights) : 0.0; }
+};
+
+// The sum over layers (name "total"; shape, type and mode empty).
+LayerStats totals(const std::vector<LayerStats>& layers);
+
+enum class Granularity { Element, Filter };
+const char* granularity_name(Granularity g);  // "element" / "filter"
+
+struct SensitivityResult {
+  Granularity granularity = Granularity::Element;
+  double base_accuracy = 0;        // top-1 of the unpruned model on the same batches
+  double max_loss_points = 0.5;    // accepted drop in percentage points
+  std::vector<double> levels;      // sparsities tested
+  std::vector<std::string> layers; // prunable layers, net order
+  std::vector<std::string> layer_types;
+  std::vector<std::vector<double>> accuracy;  // [layer][level], fractions
+  // Per layer: index into levels of the largest level whose drop <= max_loss_points, or -1.
+  std::vector<int> suggested;
+};
+
+struct SensitivityProgress {
+  int layer_index, layer_count;
+  const std::string* layer;
+  double level;
+  double accuracy;
+};
+
+class Evaluator {
+ public:
+  // Reads `model_path`, resolves the Data layers' sources against the current directory (or
+  // `data_dir` when non-empty), builds the TEST net and loads the weights and policy structure.
+  Evaluator(const std::string& model_path, const std::string& data_dir);
+  ~Evaluator();
+
+  // Runs `batches` batches from the start of the test set (0 = the whole set; more than the set
+  // holds is capped). Fills every field of EvalResult.
+  EvalResult evaluate(int64_t batches);
+  // Per layer with parameters, in net order. Call after evaluate() (needs the top shapes).
+  std::vector<LayerStats> layer_stats() const;
+  // Prunes each Convolution / InnerProduct layer alone at each level, evaluates top-1 over
+  // `batches` batches and restores the weights. `progress` (may be empty) is called per level.
+  SensitivityResult sensitivity(Granularity granularity, const std::vector<double>& levels, double max_loss_points,
+                                int64_t batches, const std::function<void(const SensitivityProgress&)>& progress);
+
+  const ModelFile& model() const { return model_; }
+  Net& net() { return *net_; }
+
+ private:
+  EvalResult run(int64_t batches);
+
+  ModelFile model_;
+  std::unique_ptr<Net> net_;
+  std::vector<DataLayer*> data_;
+  std::string scores_, labels_;  // blob names
+  int axis_ = 1;
+  bool has_ignore_ = false;
+  int ignore_label_ = 0;
+};
+
+// Prunes a Convolution / InnerProduct layer in place by magnitude: Element zeroes the
+// round(sparsity * n) smallest |w|; Filter zeroes the round(sparsity * outputs) output filters /
+// neurons with the smallest L2 norm, and their biases (at least one filter is kept).
+void prune_layer(Layer& layer, Granularity granularity, double sparsity);
+
+// Renderings. `model_path` is echoed in the headers; `sens` may be null.
+std::string markdown_report(const std::string& model_path, const EvalResult& r, const std::vector<LayerStats>& layers);
+std::string json_report(const std::string& model_path, const EvalResult& r, const std::vector<LayerStats>& layers,
+                        const SensitivityResult* sens);
+// CSV with header layer,granularity,sparsity,accuracy,accuracy_drop (accuracy and drop are
+// fractions: a drop of 0.005 is 0.5 percentage points).
+std::string sensitivity_csv(const SensitivityResult& s);
+// An SVG line plot: x = sparsity, y = top-1 accuracy (%), one line per layer, legend.
+std::string sensitivity_svg(const SensitivityResult& s, const std::string& title);
+// The suggestion block: one `layer "NAME": sparsity_param { ... }` line per layer (or a comment
+// when no tested level stays within the accepted drop).
+std::vector<std::string> suggestion_lines(const SensitivityResult& s);
+
+}  // namespace eval
+}  // namespace dsg

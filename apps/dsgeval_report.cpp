@@ -1,0 +1,242 @@
+// dsgeval's renderings: Markdown tables (stdout), JSON, sensitivity CSV / SVG and the suggested
+// sparsity_param lines (see dsgeval_lib.hpp).
+#include <algorithm>
+#include <cmath>
+
+#include "apps/dsgeval_lib.hpp"
+#include "runtime/error.hpp"
+
+namespace dsg {
+namespace eval {
+namespace {
+
+std::string num(long long v) { return std::to_string(v); }
+
+// JSON number (null when not finite).
+std::string jnum(double v) { return std::isfinite(v) ? strfmt("%.10g", v) : "null"; }
+
+std::string jstr(const std::string& s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    if (c == '"' || c == '\\') out += '\\', out += char(c);
+    else if (c == '\n') out += "\\n";
+    else if (c == '\t') out += "\\t";
+    else if (c < 0x20) out += strfmt("\\u%04x", c);
+    else out += char(c);
+  }
+  return out + "\"";
+}
+
+std::string xml(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '&') out += "&amp;";
+    else if (c == '<') out += "&lt;";
+    else if (c == '>') out += "&gt;";
+    else if (c == '"') out += "&quot;";
+    else out += c;
+  }
+  return out;
+}
+
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n") == std::string::npos) return s;
+  std::string out = "\"";
+  for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
+}
+
+std::string pct(double fraction) { return strfmt("%.2f", 100.0 * fraction); }
+
+std::string layer_row(const LayerStats& l) {
+  return "| " + l.name + " | " + l.type + " | " + l.shape + " | " + num(l.params) + " | " + num(l.weights) + " | " +
+         num(l.nonzero_weights) + " | " + pct(l.sparsity()) + " | " + num(l.dense_bytes) + " | " +
+         num(l.sparse_bytes) + " | " + (l.has_macs ? num(l.dense_macs) : "-") + " | " +
+         (l.has_macs ? num(l.sparse_macs) : "-") + " | " + l.mode + " |\n";
+}
+
+std::string layer_json(const LayerStats& l, bool total) {
+  std::string s = "{\"name\": " + jstr(l.name);
+  if (!total) s += ", \"type\": " + jstr(l.type) + ", \"shape\": " + jstr(l.shape);
+  s += ", \"params\": " + num(l.params) + ", \"nonzero_params\": " + num(l.nonzero_params) +
+       ", \"weights\": " + num(l.weights) + ", \"nonzero_weights\": " + num(l.nonzero_weights) +
+       ", \"sparsity\": " + jnum(l.sparsity()) + ", \"dense_bytes\": " + num(l.dense_bytes) +
+       ", \"sparse_bytes\": " + num(l.sparse_bytes);
+  s += l.has_macs ? ", \"dense_macs\": " + num(l.dense_macs) + ", \"sparse_macs\": " + num(l.sparse_macs)
+                  : std::string(", \"dense_macs\": null, \"sparse_macs\": null");
+  if (!total) s += ", \"mode\": " + jstr(l.mode);
+  return s + "}";
+}
+
+}  // namespace
+
+std::string markdown_report(const std::string& model_path, const EvalResult& r, const std::vector<LayerStats>& layers) {
+  std::string s = "# dsgeval: " + model_path + "\n\n";
+  s += strfmt("Test set: %lld samples (%lld batches of %lld; the set holds %lld), %d classes: %s\n\n",
+              (long long)r.samples, (long long)r.batches, (long long)r.batch_size, (long long)r.dataset_size,
+              r.classes, r.source.c_str());
+  s += "## Accuracy\n\n| metric | value |\n|---|---|\n";
+  s += strfmt("| top-1 accuracy | %.6f |\n", r.top1);
+  s += strfmt("| top-5 accuracy%s | %.6f |\n", r.top_k < 5 ? strfmt(" (k = %d classes)", r.top_k).c_str() : "", r.topk);
+  s += r.has_loss ? strfmt("| mean loss | %.6f |\n", r.loss) : std::string("| mean loss | - (no loss output) |\n");
+  s += strfmt("| images/s | %.1f |\n\n", r.images_per_sec);
+
+  s += "## Per-class accuracy\n\n| class | samples | correct | accuracy |\n|---|---|---|---|\n";
+  for (int c = 0; c < r.classes; ++c)
+    s += strfmt("| %d | %lld | %lld | %s |\n", c, (long long)r.class_samples[size_t(c)],
+                (long long)r.class_correct[size_t(c)],
+                r.class_samples[size_t(c)] ? strfmt("%.6f", double(r.class_correct[size_t(c)]) / double(r.class_samples[size_t(c)])).c_str() : "-");
+  s += "\n## Confusion matrix (rows: true class, columns: predicted class)\n\n";
+  if (r.classes <= 20) {
+    s += "| true \\ predicted |";
+    for (int c = 0; c < r.classes; ++c) s += " " + num(c) + " |";
+    s += "\n|---|";
+    for (int c = 0; c < r.classes; ++c) s += "---|";
+    s += "\n";
+    for (int t = 0; t < r.classes; ++t) {
+      s += "| " + num(t) + " |";
+      for (int c = 0; c < r.classes; ++c) s += " " + num(r.confusion[size_t(t)][size_t(c)]) + " |";
+      s += "\n";
+    }
+  } else {
+    s += strfmt("(%d classes: too wide for a table; see --json)\n", r.classes);
+  }
+
+  s += "\n## Layers\n\n| layer | type | weight shape | params | weights | non-zero weights | sparsity % | "
+       "dense bytes | sparse bytes | dense MACs | sparse MACs | mode |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+  for (const auto& l : layers) s += layer_row(l);
+  s += layer_row(totals(layers));
+  s += std::string("\n") + kSparseBytesFormula +
+       ". MACs are per sample: Convolution = weights x output positions, InnerProduct = weights; sparse MACs "
+       "count only non-zero weights. Sparsity is over the weights (blob 0).\n";
+  return s;
+}
+
+std::string json_report(const std::string& model_path, const EvalResult& r, const std::vector<LayerStats>& layers,
+                        const SensitivityResult* sens) {
+  std::string s = "{\n  \"model\": " + jstr(model_path) + ",\n";
+  s += "  \"test_set\": {\"source\": " + jstr(r.source) + ", \"samples\": " + num(r.samples) +
+       ", \"batches\": " + num(r.batches) + ", \"batch_size\": " + num(r.batch_size) +
+       ", \"dataset_size\": " + num(r.dataset_size) + "},\n";
+  s += "  \"classes\": " + num(r.classes) + ",\n  \"top1\": " + jnum(r.top1) + ",\n  \"top5\": " + jnum(r.topk) +
+       ",\n  \"top5_k\": " + num(r.top_k) + ",\n  \"loss\": " + (r.has_loss ? jnum(r.loss) : "null") +
+       ",\n  \"images_per_sec\": " + jnum(r.images_per_sec) + ",\n  \"per_class\": [";
+  for (int c = 0; c < r.classes; ++c) {
+    int64_t n = r.class_samples[size_t(c)], k = r.class_correct[size_t(c)];
+    s += std::string(c ? ", " : "") + "{\"class\": " + num(c) + ", \"samples\": " + num(n) + ", \"correct\": " +
+         num(k) + ", \"accuracy\": " + (n ? jnum(double(k) / double(n)) : "null") + "}";
+  }
+  s += "],\n  \"confusion\": [";
+  for (int t = 0; t < r.classes; ++t) {
+    s += t ? ", [" : "[";
+    for (int c = 0; c < r.classes; ++c) s += (c ? ", " : "") + num(r.confusion[size_t(t)][size_t(c)]);
+    s += "]";
+  }
+  s += "],\n  \"sparse_bytes_formula\": " + jstr(kSparseBytesFormula) + ",\n  \"layers\": [\n";
+  for (size_t i = 0; i < layers.size(); ++i) s += "    " + layer_json(layers[i], false) + (i + 1 < layers.size() ? ",\n" : "\n");
+  s += "  ],\n  \"totals\": " + layer_json(totals(layers), true);
+  if (sens) {
+    s += ",\n  \"sensitivity\": {\"granularity\": " + jstr(granularity_name(sens->granularity)) +
+         ", \"base_accuracy\": " + jnum(sens->base_accuracy) + ", \"max_loss_points\": " + jnum(sens->max_loss_points) +
+         ", \"levels\": [";
+    for (size_t j = 0; j < sens->levels.size(); ++j) s += (j ? ", " : "") + jnum(sens->levels[j]);
+    s += "], \"layers\": [";
+    for (size_t i = 0; i < sens->layers.size(); ++i) {
+      s += std::string(i ? ", " : "") + "{\"name\": " + jstr(sens->layers[i]) + ", \"accuracy\": [";
+      for (size_t j = 0; j < sens->accuracy[i].size(); ++j) s += (j ? ", " : "") + jnum(sens->accuracy[i][j]);
+      int b = sens->suggested[i];
+      s += "], \"suggested_sparsity\": " + (b < 0 ? std::string("null") : jnum(sens->levels[size_t(b)])) + "}";
+    }
+    s += "]}";
+  }
+  return s + "\n}\n";
+}
+
+std::string sensitivity_csv(const SensitivityResult& s) {
+  std::string out = "layer,granularity,sparsity,accuracy,accuracy_drop\n";
+  for (size_t i = 0; i < s.layers.size(); ++i)
+    for (size_t j = 0; j < s.levels.size(); ++j)
+      out += csv_field(s.layers[i]) + "," + granularity_name(s.granularity) + strfmt(",%g,%.6f,%.6f\n", s.levels[j],
+             s.accuracy[i][j], s.base_accuracy - s.accuracy[i][j]);
+  return out;
+}
+
+std::string sensitivity_svg(const SensitivityResult& s, const std::string& title) {
+  const double W = 760, H = 460, left = 70, right = 200, top = 50, bottom = 60;
+  const double pw = W - left - right, ph = H - top - bottom;
+  double lo = 100 * s.base_accuracy, hi = lo;
+  for (const auto& row : s.accuracy)
+    for (double a : row) lo = std::min(lo, 100 * a), hi = std::max(hi, 100 * a);
+  double ymax = std::min(100.0, std::ceil(hi / 10 - 1e-9) * 10), ymin = std::max(0.0, std::floor(lo / 10) * 10);
+  if (ymax <= ymin) ymin = std::max(0.0, ymax - 10), ymax = ymin + 10;
+  const double span = ymax - ymin, step = span <= 10 ? 1 : span <= 20 ? 2 : span <= 50 ? 5 : 10;
+  auto X = [&](double x) { return left + x * pw; };
+  auto Y = [&](double y) { return top + (ymax - y) / span * ph; };
+  static const char* colors[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+                                 "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
+  std::string o = strfmt("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%g\" height=\"%g\" viewBox=\"0 0 %g %g\" "
+                         "font-family=\"sans-serif\" font-size=\"12\">\n", W, H, W, H);
+  o += strfmt("<rect width=\"%g\" height=\"%g\" fill=\"white\"/>\n", W, H);
+  o += strfmt("<text x=\"%g\" y=\"24\" text-anchor=\"middle\" font-size=\"15\">%s</text>\n", left + pw / 2, xml(title).c_str());
+  // Grid, ticks and tick labels.
+  for (int i = 0; i <= 10; ++i) {
+    double x = X(i / 10.0);
+    o += strfmt("<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#e0e0e0\"/>\n", x, top, x, top + ph);
+    o += strfmt("<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"black\"/>\n", x, top + ph, x, top + ph + 5);
+    o += strfmt("<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%.1f</text>\n", x, top + ph + 19, i / 10.0);
+  }
+  for (double y = ymin; y <= ymax + 1e-9; y += step) {
+    o += strfmt("<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#e0e0e0\"/>\n", left, Y(y), left + pw, Y(y));
+    o += strfmt("<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"black\"/>\n", left - 5, Y(y), left, Y(y));
+    o += strfmt("<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%g</text>\n", left - 8, Y(y) + 4, y);
+  }
+  o += strfmt("<rect x=\"%g\" y=\"%g\" width=\"%g\" height=\"%g\" fill=\"none\" stroke=\"black\"/>\n", left, top, pw, ph);
+  o += strfmt("<text x=\"%g\" y=\"%g\" text-anchor=\"middle\">sparsity of the pruned layer (%s granularity)</text>\n",
+              left + pw / 2, H - 15, granularity_name(s.granularity));
+  o += strfmt("<text x=\"18\" y=\"%g\" text-anchor=\"middle\" transform=\"rotate(-90 18 %g)\">top-1 accuracy (%%)</text>\n",
+              top + ph / 2, top + ph / 2);
+  // Dense reference line, then one line per layer.
+  double base = Y(100 * s.base_accuracy);
+  o += strfmt("<line x1=\"%g\" y1=\"%.1f\" x2=\"%g\" y2=\"%.1f\" stroke=\"black\" stroke-dasharray=\"5,4\"/>\n", left, base,
+              left + pw, base);
+  for (size_t i = 0; i < s.layers.size(); ++i) {
+    const char* color = colors[i % 10];
+    std::string pts = strfmt("%.1f,%.1f", X(0), base);  // sparsity 0 is the dense model
+    for (size_t j = 0; j < s.levels.size(); ++j) pts += strfmt(" %.1f,%.1f", X(s.levels[j]), Y(100 * s.accuracy[i][j]));
+    o += strfmt("<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"%s\"/>\n", color, pts.c_str());
+    for (size_t j = 0; j < s.levels.size(); ++j)
+      o += strfmt("<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n", X(s.levels[j]), Y(100 * s.accuracy[i][j]), color);
+    double ly = top + 10 + 20 * double(i);
+    o += strfmt("<line x1=\"%g\" y1=\"%g\" x2=\"%g\" y2=\"%g\" stroke=\"%s\" stroke-width=\"2\"/>\n", left + pw + 15, ly,
+                left + pw + 40, ly, color);
+    o += strfmt("<text x=\"%g\" y=\"%g\">%s</text>\n", left + pw + 46, ly + 4, xml(s.layers[i]).c_str());
+  }
+  double ly = top + 10 + 20 * double(s.layers.size());
+  o += strfmt("<line x1=\"%g\" y1=\"%g\" x2=\"%g\" y2=\"%g\" stroke=\"black\" stroke-dasharray=\"5,4\"/>\n", left + pw + 15,
+              ly, left + pw + 40, ly);
+  o += strfmt("<text x=\"%g\" y=\"%g\">dense (%.2f%%)</text>\n", left + pw + 46, ly + 4, 100 * s.base_accuracy);
+  return o + "</svg>\n";
+}
+
+std::vector<std::string> suggestion_lines(const SensitivityResult& s) {
+  std::vector<std::string> lines;
+  bool conv_seen = false;
+  for (size_t i = 0; i < s.layers.size(); ++i) {
+    // The controller leaves the first convolution dense unless force: true.
+    bool first_conv = s.layer_types[i] == "Convolution" && !conv_seen;
+    conv_seen = conv_seen || s.layer_types[i] == "Convolution";
+    int b = s.suggested[i];
+    if (b < 0) {
+      lines.push_back(strfmt("# layer \"%s\": no tested sparsity keeps the top-1 drop within %g points; leave it dense",
+                             s.layers[i].c_str(), s.max_loss_points));
+      continue;
+    }
+    lines.push_back(strfmt("layer \"%s\": sparsity_param { policy: \"magnitude\"%s target_sparsity: %g%s }",
+                           s.layers[i].c_str(), s.granularity == Granularity::Filter ? " granularity: FILTER" : "",
+                           s.levels[size_t(b)], first_conv ? " force: true" : ""));
+  }
+  return lines;
+}
+
+}  // namespace eval
+}  // namespace dsg
