@@ -97,6 +97,11 @@ class PoolingLayer : public Layer {
     wo_ = out_size(w_, kw_, pw_, sw_);
     top[0]->reshape({n_, c_, ho_, wo_});
     if (top.size() > 1) top[1]->reshape({n_, c_, ho_, wo_});
+    hwin_ = windows(ho_, sh_, ph_, kh_, h_);
+    wwin_ = windows(wo_, sw_, pw_, kw_, w_);
+    // Output columns whose window [ow sw - pw, ow sw - pw + kw) lies inside [0, W).
+    full_lo_ = std::min(wo_, (pw_ + sw_ - 1) / sw_);
+    full_hi_ = std::max(full_lo_, std::min(wo_, w_ - kw_ + pw_ >= 0 ? (w_ - kw_ + pw_) / sw_ + 1 : 0));
     if (method_ == PoolingParameter::MAX) argmax_.resize(static_cast<size_t>(top[0]->count()));
   }
 
@@ -105,47 +110,16 @@ class PoolingLayer : public Layer {
     float* y = top[0]->mutable_data();
     float* mask_top = top.size() > 1 ? top[1]->mutable_data() : nullptr;
     const int64_t plane = int64_t(h_) * w_, oplane = int64_t(ho_) * wo_;
+    const bool max = method_ == PoolingParameter::MAX;
     parallel_for(int64_t(n_) * c_, grain(), [&](int64_t begin, int64_t end) {
       for (int64_t t = begin; t < end; ++t) {
-        const float* xp = x + t * plane;
-        float* yp = y + t * oplane;
-        if (method_ == PoolingParameter::MAX) {
+        if (max) {
           int* mp = argmax_.data() + t * oplane;
-          for (int oh = 0; oh < ho_; ++oh) {
-            int h0, h1;
-            window(oh, sh_, ph_, kh_, h_, h0, h1);
-            for (int ow = 0; ow < wo_; ++ow) {
-              int w0, w1;
-              window(ow, sw_, pw_, kw_, w_, w0, w1);
-              float best = -FLT_MAX;
-              int arg = -1;
-              for (int ih = h0; ih < h1; ++ih)
-                for (int iw = w0; iw < w1; ++iw) {
-                  const float v = xp[ih * w_ + iw];
-                  if (v > best) {
-                    best = v;
-                    arg = ih * w_ + iw;
-                  }
-                }
-              yp[oh * wo_ + ow] = best;
-              mp[oh * wo_ + ow] = arg;
-            }
-          }
+          max_plane(x + t * plane, y + t * oplane, mp);
           if (mask_top)
             for (int64_t k = 0; k < oplane; ++k) mask_top[t * oplane + k] = static_cast<float>(mp[k]);
         } else {
-          for (int oh = 0; oh < ho_; ++oh) {
-            int h0, h1;
-            const int hsize = window(oh, sh_, ph_, kh_, h_, h0, h1);
-            for (int ow = 0; ow < wo_; ++ow) {
-              int w0, w1;
-              const int wsize = window(ow, sw_, pw_, kw_, w_, w0, w1);
-              float sum = 0;
-              for (int ih = h0; ih < h1; ++ih)
-                for (int iw = w0; iw < w1; ++iw) sum += xp[ih * w_ + iw];
-              yp[oh * wo_ + ow] = sum / float(hsize * wsize);
-            }
-          }
+          average_plane(x + t * plane, y + t * oplane);
         }
       }
     });
@@ -168,14 +142,12 @@ class PoolingLayer : public Layer {
             if (mp[k] >= 0) dxp[mp[k]] += dyp[k];
         } else {
           for (int oh = 0; oh < ho_; ++oh) {
-            int h0, h1;
-            const int hsize = window(oh, sh_, ph_, kh_, h_, h0, h1);
+            const Window hw = hwin_[oh];
             for (int ow = 0; ow < wo_; ++ow) {
-              int w0, w1;
-              const int wsize = window(ow, sw_, pw_, kw_, w_, w0, w1);
-              const float g = dyp[oh * wo_ + ow] / float(hsize * wsize);
-              for (int ih = h0; ih < h1; ++ih)
-                for (int iw = w0; iw < w1; ++iw) dxp[ih * w_ + iw] += g;
+              const Window ww = wwin_[ow];
+              const float g = dyp[oh * wo_ + ow] / float(hw.size * ww.size);
+              for (int ih = hw.lo; ih < hw.hi; ++ih)
+                for (int iw = ww.lo; iw < ww.hi; ++iw) dxp[ih * w_ + iw] += g;
             }
           }
         }
@@ -184,14 +156,113 @@ class PoolingLayer : public Layer {
   }
 
  private:
-  // Input range [lo, hi) of output position o along one axis, clipped to the input; returns the
-  // window size clipped to the padded input (AVE's divisor).
-  static int window(int o, int stride, int pad, int kernel, int in, int& lo, int& hi) {
-    const int start = o * stride - pad;
-    const int end = std::min(start + kernel, in + pad);
-    lo = std::max(start, 0);
-    hi = std::min(end, in);
-    return end - start;
+  // Input range [lo, hi) of an output position along one axis, clipped to the input; size is the
+  // window clipped to the padded input (AVE's divisor).
+  struct Window {
+    int lo, hi, size;
+  };
+  static std::vector<Window> windows(int out, int stride, int pad, int kernel, int in) {
+    std::vector<Window> v;
+    for (int o = 0; o < out; ++o) {
+      const int start = o * stride - pad, end = std::min(start + kernel, in + pad);
+      v.push_back(Window{std::max(start, 0), std::min(end, in), end - start});
+    }
+    return v;
+  }
+
+  // Outputs whose window lies wholly inside the input (rows full_h, columns [full_lo_, full_hi_))
+  // take a loop of fixed trip counts, which the compiler vectorises across ow; the border goes
+  // through the clipped windows. Taps are visited row-major, so the first maximum wins (Caffe).
+  void max_plane(const float* __restrict x, float* __restrict y, int* __restrict arg) const {
+    auto clipped = [&](int oh, int ow) {
+      const Window hw = hwin_[oh], ww = wwin_[ow];
+      float best = -FLT_MAX;
+      int at = -1;
+      for (int ih = hw.lo; ih < hw.hi; ++ih)
+        for (int iw = ww.lo; iw < ww.hi; ++iw) {
+          const float v = x[ih * w_ + iw];
+          const bool gt = v > best;
+          best = gt ? v : best;
+          at = gt ? ih * w_ + iw : at;
+        }
+      y[oh * wo_ + ow] = best;
+      arg[oh * wo_ + ow] = at;
+    };
+    const int kh = kh_, kw = kw_, sw = sw_, w = w_, wo = wo_;
+    for (int oh = 0; oh < ho_; ++oh) {
+      const bool full_h = hwin_[oh].hi - hwin_[oh].lo == kh;
+      const int lo = full_h ? full_lo_ : wo, hi = full_h ? full_hi_ : wo;
+      for (int ow = 0; ow < lo; ++ow) clipped(oh, ow);
+      const int base = hwin_[oh].lo * w - pw_;
+      if (kh == 2 && kw == 2)
+        max_full<2>(x, w, kh, kw, sw, base, lo, hi, y + oh * wo, arg + oh * wo);
+      else if (kh == 3 && kw == 3)
+        max_full<3>(x, w, kh, kw, sw, base, lo, hi, y + oh * wo, arg + oh * wo);
+      else
+        max_full<0>(x, w, kh, kw, sw, base, lo, hi, y + oh * wo, arg + oh * wo);
+      for (int ow = hi; ow < wo; ++ow) clipped(oh, ow);
+    }
+  }
+
+  // Unclipped windows starting at x + base + ow sw, for ow in [lo, hi); K: kernel size known at
+  // compile time (0: kh x kw).
+  template <int K>
+  static void max_full(const float* __restrict x, int w, int kh_rt, int kw_rt, int sw, int base, int lo, int hi,
+                       float* __restrict y, int* __restrict arg) {
+    const int kh = K ? K : kh_rt, kw = K ? K : kw_rt;
+    for (int ow = lo; ow < hi; ++ow) {
+      const int i0 = base + ow * sw;
+      float best = -FLT_MAX;
+      int at = -1;
+      for (int i = 0; i < kh; ++i)
+        for (int j = 0; j < kw; ++j) {
+          const int idx = i0 + i * w + j;
+          const float v = x[idx];
+          const bool gt = v > best;
+          best = gt ? v : best;
+          at = gt ? idx : at;
+        }
+      y[ow] = best;
+      arg[ow] = at;
+    }
+  }
+
+  template <int K>
+  static void average_full(const float* __restrict x, int w, int kh_rt, int kw_rt, int sw, int base, int lo,
+                           int hi, float* __restrict y) {
+    const int kh = K ? K : kh_rt, kw = K ? K : kw_rt;
+    const float scale = 1.0f / float(kh * kw);
+    for (int ow = lo; ow < hi; ++ow) {
+      const int i0 = base + ow * sw;
+      float sum = 0;
+      for (int i = 0; i < kh; ++i)
+        for (int j = 0; j < kw; ++j) sum += x[i0 + i * w + j];
+      y[ow] = sum * scale;
+    }
+  }
+
+  void average_plane(const float* __restrict x, float* __restrict y) const {
+    auto clipped = [&](int oh, int ow) {
+      const Window hw = hwin_[oh], ww = wwin_[ow];
+      float sum = 0;
+      for (int ih = hw.lo; ih < hw.hi; ++ih)
+        for (int iw = ww.lo; iw < ww.hi; ++iw) sum += x[ih * w_ + iw];
+      y[oh * wo_ + ow] = sum / float(hw.size * ww.size);
+    };
+    const int kh = kh_, kw = kw_, sw = sw_, w = w_, wo = wo_;
+    for (int oh = 0; oh < ho_; ++oh) {
+      const bool full_h = hwin_[oh].hi - hwin_[oh].lo == kh;
+      const int lo = full_h ? full_lo_ : wo, hi = full_h ? full_hi_ : wo;
+      for (int ow = 0; ow < lo; ++ow) clipped(oh, ow);
+      const int base = hwin_[oh].lo * w - pw_;
+      if (kh == 2 && kw == 2)
+        average_full<2>(x, w, kh, kw, sw, base, lo, hi, y + oh * wo);
+      else if (kh == 3 && kw == 3)
+        average_full<3>(x, w, kh, kw, sw, base, lo, hi, y + oh * wo);
+      else
+        average_full<0>(x, w, kh, kw, sw, base, lo, hi, y + oh * wo);
+      for (int ow = hi; ow < wo; ++ow) clipped(oh, ow);
+    }
   }
 
   int64_t grain() const { return std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(1, int64_t(h_) * w_)); }
@@ -200,7 +271,9 @@ class PoolingLayer : public Layer {
   bool global_ = false;
   int kh_ = 0, kw_ = 0, sh_ = 1, sw_ = 1, ph_ = 0, pw_ = 0;
   int n_ = 0, c_ = 0, h_ = 0, w_ = 0, ho_ = 0, wo_ = 0;
-  std::vector<int> argmax_;  // MAX: flat H x W index of each output's maximum
+  std::vector<Window> hwin_, wwin_;  // input windows of each output row / column
+  int full_lo_ = 0, full_hi_ = 0;     // output columns whose window is not clipped
+  std::vector<int> argmax_;          // MAX: flat H x W index of each output's maximum
 };
 
 DSG_REGISTER_LAYER("Pooling", PoolingLayer);
