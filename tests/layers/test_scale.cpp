@@ -14,7 +14,7 @@ static LayerParameter scale_param(bool bias) {
   return p;
 }
 
-TEST_CASE("Scale default fillers give identity; forward scales and shifts per channel", "[layer][scale]") {
+TEST_CASE("Scale default fillers give identity, forward scales and shifts per channel", "[layer][scale]") {
   auto layer = create_layer(scale_param(true));
   Tensor x({2, 3, 2}), y;
   for (int i = 0; i < 12; ++i) x.mutable_data()[i] = float(i);
