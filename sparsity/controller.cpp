@@ -225,11 +225,13 @@ std::vector<std::string> SparsityController::report() const {
   for (const auto& pol : policies_) {
     const auto& sp = pol->param();
     float target = sp.has_target_sparsity() ? sp.target_sparsity() : pol->current_target();
-    lines.push_back(strfmt("    Sparsity %s (%s %s): fired %lld times, sparsity %.2f%% (target %.2f%%)%s",
+    std::string detail = pol->detail();
+    lines.push_back(strfmt("    Sparsity %s (%s %s): fired %lld times, sparsity %.2f%% (target %.2f%%)%s%s%s",
                            pol->layer_name().c_str(), pol->type(),
                            SparsityParameter::Granularity_Name(sp.granularity()).c_str(),
                            static_cast<long long>(pol->fired()), 100.0 * pol->sparsity(), 100.0 * target,
-                           pol->active() ? "" : pol->fired() ? ", masks released" : ", not pruned yet"));
+                           pol->active() ? "" : pol->fired() ? ", masks released" : ", not pruned yet",
+                           detail.empty() ? "" : ", ", detail.c_str()));
   }
   return lines;
 }

@@ -37,6 +37,15 @@ class EsePolicy : public SparsityPolicy {
   using SparsityPolicy::SparsityPolicy;
   const char* type() const override { return "ese"; }
 
+  // "non-zeros per partition max/mean 1.000 over N partitions" (1.0 = perfectly balanced).
+  std::string detail() const override {
+    auto nnz = nonzeros_per_partition(*layer_.blobs()[0], param_.num_partitions());
+    int64_t max = 0, sum = 0;
+    for (int64_t v : nnz) max = std::max(max, v), sum += v;
+    double mean = double(sum) / double(nnz.size());
+    return strfmt("non-zeros per partition max/mean %.3f over %zu partitions", mean > 0 ? max / mean : 1.0, nnz.size());
+  }
+
   // Base checks, then num_partitions >= 1, rows % num_partitions == 0 and FINE granularity.
   void validate() const override {
     SparsityPolicy::validate();

@@ -56,6 +56,9 @@ class SparsityPolicy {
   const std::vector<int>& kept_outputs() const { return kept_outputs_; }
   bool prunes_outputs() const { return param_.granularity() == SparsityParameter::FILTER; }
 
+  // Extra policy-specific facts for the training log (e.g. ESE's partition balance); may be empty.
+  virtual std::string detail() const { return ""; }
+
   // Per-element saliency used to rank weights under GLOBAL scope (|w| by default).
   virtual std::vector<float> saliency() const;
 
