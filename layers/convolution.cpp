@@ -3,12 +3,21 @@
 // Weight [M, C/group, kernel_h, kernel_w], bias [M]. Several bottoms (each to its own top, all of
 // the same shape) share the parameters, as in Caffe.
 //
-// Implementation: a batched im2col of a whole chunk of images into a column buffer
-// [C kh kw, n Ho Wo] (rows of group g are contiguous), one sgemm per group giving [M/g, n Ho Wo],
-// then a reorder to NCHW adding the bias. The chunk is the whole mini-batch unless the column
-// buffer would exceed kColumnCap floats. Backward reorders dY to [M, n Ho Wo], accumulates
-// dW += dY col^T and db += row sums, and computes dcol = W^T dY followed by col2im for dX.
-// When the batch fits in one chunk, backward reuses the columns computed by the preceding forward.
+// Implementation: a batched im2col of a chunk of n images into a column buffer [C kh kw, n Ho Wo]
+// (rows of group g are contiguous), one sgemm per group giving [M/g, n Ho Wo], then a reorder to
+// NCHW adding the bias. A chunk holds as many images as fit in kColumnFloatsPerThread floats per
+// thread (at least one), so the columns stay in cache between im2col and the GEMM that reads
+// them. Backward reorders dY to [M, n Ho Wo], accumulates dW += dY col^T and db += row sums, and
+// computes dcol = W^T dY followed by col2im for dX. When the whole batch fits in one chunk,
+// backward reuses the columns of the preceding forward; otherwise it recomputes them per chunk.
+//
+// Structured sparsity (Layer::active_outputs / active_inputs, set by sparsity/structure.cpp):
+// only the kept output channels are computed (the GEMM's M shrinks; the other channels of the top
+// are written as exact zeros) and only the kept input channels are im2col'd (K shrinks to
+// kept kh kw; the other channels are known to be zero). The kept weight rows / columns are
+// gathered into a compact copy every forward. Backward computes dW and db for the kept entries
+// only (other entries of the diffs are left as they are), and dX from the kept rows, writing 0 for
+// input channels that were skipped.
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -18,43 +27,16 @@
 #include "runtime/layer.hpp"
 #include "runtime/math.hpp"
 #include "runtime/parallel.hpp"
+#include "layers/conv_im2col.hpp"
+#include "layers/structured.hpp"
 
 namespace dsg {
 namespace {
 
-constexpr int64_t kColumnCap = int64_t(1) << 23;  // floats in the column buffer (32 MiB)
+using namespace conv_detail;
+
+constexpr int64_t kColumnFloatsPerThread = int64_t(1) << 18;  // 1 MiB, about one core's L2
 constexpr int64_t kGrainElems = 1 << 15;          // elements of work per parallel_for chunk
-
-float row_sum(const float* x, int64_t n) {
-  float acc[16] = {0};
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16)
-    for (int k = 0; k < 16; ++k) acc[k] += x[i + k];
-  float s = 0;
-  for (; i < n; ++i) s += x[i];
-  for (int k = 0; k < 16; ++k) s += acc[k];
-  return s;
-}
-
-// d[0, n) = s[0, n) and d[0, n) += s[0, n), in blocks of 8 so that the short rows of small
-// feature maps compile to whole vector operations.
-inline void copy_row(float* __restrict d, const float* __restrict s, int n) {
-  int k = 0;
-  for (; k + 8 <= n; k += 8)
-    for (int t = 0; t < 8; ++t) d[k + t] = s[k + t];
-  for (; k < n; ++k) d[k] = s[k];
-}
-
-inline void add_row(float* __restrict d, const float* __restrict s, int n) {
-  int k = 0;
-  for (; k + 8 <= n; k += 8)
-    for (int t = 0; t < 8; ++t) d[k + t] += s[k + t];
-  for (; k < n; ++k) d[k] += s[k];
-}
-
-inline void zero_row(float* d, int n) {
-  for (int k = 0; k < n; ++k) d[k] = 0.0f;
-}
 
 }  // namespace
 
@@ -130,20 +112,19 @@ class ConvolutionLayer : public Layer {
     wspan_.clear();
     for (int i = 0; i < kh_; ++i) hspan_.push_back(span(i * dh_ - ph_, sh_, h_, ho_));
     for (int j = 0; j < kw_; ++j) wspan_.push_back(span(j * dw_ - pw_, sw_, w_, wo_));
+    configure_structure();
 
     const int64_t spatial = int64_t(ho_) * wo_;
-    const int64_t rows = int64_t(c_) * kh_ * kw_;
-    chunk_ = static_cast<int>(std::clamp<int64_t>(kColumnCap / std::max<int64_t>(1, rows * spatial), 1,
-                                                  std::max(1, n_)));
-    col_.reshape({static_cast<int>(rows), static_cast<int>(chunk_ * spatial)});
-    if (chunk_ > 1) buf_.reshape({m_, static_cast<int>(chunk_ * spatial)});
+    const int64_t rows = int64_t(ig_[group_]) * kh_ * kw_;
+    const int64_t cap = kColumnFloatsPerThread * num_threads();
+    chunk_ = static_cast<int>(std::clamp<int64_t>(cap / std::max<int64_t>(1, rows * spatial), 1, std::max(1, n_)));
+    col_.reshape({static_cast<int>(std::max<int64_t>(1, rows)), static_cast<int>(chunk_ * spatial)});
+    if (chunk_ > 1 || sparse_) buf_.reshape({std::max(1, og_[group_]), static_cast<int>(chunk_ * spatial)});
   }
 
   void forward_cpu(const TensorVec& bottom, const TensorVec& top, const Context&) override {
     const int64_t spatial = int64_t(ho_) * wo_;
-    const int mg = m_ / group_;
-    const int64_t kc = int64_t(c_ / group_) * kh_ * kw_;
-    const float* w = blobs_[0]->data();
+    const float* w = sparse_ ? gather_weights() : blobs_[0]->data();
     const float* bias = bias_term_ ? blobs_[1]->data() : nullptr;
     col_holds_ = -1;
     for (size_t b = 0; b < bottom.size(); ++b) {
@@ -153,26 +134,38 @@ class ConvolutionLayer : public Layer {
         const int nb = std::min(chunk_, n_ - n0);
         const int64_t len = nb * spatial;
         float* col = col_.mutable_data();
-        // With one image the GEMM result [M, Ho Wo] already is the NCHW top plane.
-        float* out = nb == 1 ? y + int64_t(n0) * m_ * spatial : buf_.mutable_data();
+        // All channels computed, one image: the GEMM result [M, Ho Wo] already is the NCHW top plane.
+        const bool direct = outs_.empty() && nb == 1;
+        float* out = direct ? y + int64_t(n0) * m_ * spatial : buf_.mutable_data();
         im2col(x, n0, nb, col, len);
-        for (int g = 0; g < group_; ++g)
-          gemm(false, false, mg, int(len), int(kc), 1.0f, w + g * mg * kc, col + g * kc * len, 0.0f,
-               out + g * mg * len);
-        scatter_output(out, len, y, n0, nb, nb == 1, bias);
+        for (int g = 0; g < group_; ++g) {
+          const int rows = og_[g + 1] - og_[g];
+          const int64_t k = int64_t(ig_[g + 1] - ig_[g]) * kh_ * kw_;
+          if (rows == 0) continue;
+          if (k == 0) {
+            zero_row(out + og_[g] * len, rows * len);
+            continue;
+          }
+          gemm(false, false, rows, int(len), int(k), 1.0f, w + woff_[g], col + ig_[g] * kh_ * kw_ * len, 0.0f,
+               out + og_[g] * len);
+        }
+        scatter_output(out, len, y, n0, nb, direct, bias);
       }
       if (chunk_ >= n_) col_holds_ = static_cast<int>(b);
     }
   }
 
+  // Dense: dW += dY col^T, db += row sums of dY, dcol = W^T dY. Structured: the same on the compact
+  // rows / columns; the weight diff is accumulated in dwc_ and added to the kept entries of dW at
+  // the end (other entries of dW and db untouched); dX is zero for the channels not in ins_.
   void backward_cpu(const TensorVec& top, const std::vector<bool>& propagate_down, const TensorVec& bottom,
                     const Context&) override {
     const bool need_w = param_propagate_down(0);
     const bool need_b = bias_term_ && param_propagate_down(1);
-    const int64_t spatial = int64_t(ho_) * wo_;
-    const int mg = m_ / group_;
-    const int64_t kc = int64_t(c_ / group_) * kh_ * kw_;
-    const float* w = blobs_[0]->data();
+    const int64_t spatial = int64_t(ho_) * wo_, taps = int64_t(kh_) * kw_;
+    const float* w = sparse_ ? wc_.data() : blobs_[0]->data();
+    const int mk = og_[group_];
+    bool dwc_empty = true;  // structured: dwc_ holds nothing of this call yet
     for (size_t b = 0; b < bottom.size(); ++b) {
       const bool need_x = propagate_down[b];
       if (!need_w && !need_b && !need_x) continue;
@@ -180,12 +173,13 @@ class ConvolutionLayer : public Layer {
       for (int n0 = 0; n0 < n_; n0 += chunk_) {
         const int nb = std::min(chunk_, n_ - n0);
         const int64_t len = nb * spatial;
-        const float* dyc = nb == 1 ? dy + int64_t(n0) * m_ * spatial : gather_diff(dy, n0, nb);
+        const float* dyc = outs_.empty() && nb == 1 ? dy + int64_t(n0) * m_ * spatial : gather_diff(dy, n0, nb);
         if (need_b) {
           float* db = blobs_[1]->mutable_diff();
-          parallel_for(m_, std::max<int64_t>(1, kGrainElems / std::max<int64_t>(1, len)),
+          const int* chan = outs_.empty() ? nullptr : outs_.data();
+          parallel_for(mk, std::max<int64_t>(1, kGrainElems / std::max<int64_t>(1, len)),
                        [&](int64_t begin, int64_t end) {
-                         for (int64_t m = begin; m < end; ++m) db[m] += row_sum(dyc + m * len, len);
+                         for (int64_t r = begin; r < end; ++r) db[chan ? chan[r] : r] += row_sum(dyc + r * len, len);
                        });
         }
         float* col = col_.mutable_data();
@@ -194,20 +188,35 @@ class ConvolutionLayer : public Layer {
             im2col(bottom[b]->data(), n0, nb, col, len);
             col_holds_ = chunk_ >= n_ ? static_cast<int>(b) : -1;
           }
-          float* dw = blobs_[0]->mutable_diff();
-          for (int g = 0; g < group_; ++g)
-            gemm(false, true, mg, int(kc), int(len), 1.0f, dyc + g * mg * len, col + g * kc * len, 1.0f,
-                 dw + g * mg * kc);
+          float* dw = sparse_ ? dwc_.data() : blobs_[0]->mutable_diff();
+          const float beta = sparse_ && dwc_empty ? 0.0f : 1.0f;
+          for (int g = 0; g < group_; ++g) {
+            const int rows = og_[g + 1] - og_[g];
+            const int64_t k = (ig_[g + 1] - ig_[g]) * taps;
+            if (rows == 0 || k == 0) continue;
+            gemm(false, true, rows, int(k), int(len), 1.0f, dyc + og_[g] * len, col + ig_[g] * taps * len, beta,
+                 dw + woff_[g]);
+          }
+          dwc_empty = false;
         }
         if (need_x) {
           col_holds_ = -1;
-          for (int g = 0; g < group_; ++g)
-            gemm(true, false, int(kc), int(len), mg, 1.0f, w + g * mg * kc, dyc + g * mg * len, 0.0f,
-                 col + g * kc * len);
+          for (int g = 0; g < group_; ++g) {
+            const int rows = og_[g + 1] - og_[g];
+            const int64_t k = (ig_[g + 1] - ig_[g]) * taps;
+            if (k == 0) continue;
+            if (rows == 0) {
+              zero_row(col + ig_[g] * taps * len, k * len);
+              continue;
+            }
+            gemm(true, false, int(k), int(len), rows, 1.0f, w + woff_[g], dyc + og_[g] * len, 0.0f,
+                 col + ig_[g] * taps * len);
+          }
           col2im(col, len, n0, nb, bottom[b]->mutable_diff());
         }
       }
     }
+    if (sparse_ && need_w && !dwc_empty) scatter_weight_diff();
   }
 
  private:
@@ -262,92 +271,126 @@ class ConvolutionLayer : public Layer {
                                    kh_, kw_, sh_, sw_, dh_, dw_, ph_, pw_));
   }
 
-  // Outputs [lo, hi) along one axis whose input o * stride + off lies inside [0, in).
-  struct Span {
-    int lo, hi, off;
-  };
-  static Span span(int off, int stride, int in, int out) {
-    int lo = off >= 0 ? 0 : (-off + stride - 1) / stride;
-    int hi = in - 1 - off >= 0 ? (in - 1 - off) / stride + 1 : 0;
-    lo = std::min(lo, out);
-    return Span{lo, std::clamp(hi, lo, out), off};
+  PlaneGeometry geometry() const {
+    return PlaneGeometry{h_, w_, ho_, wo_, kh_, kw_, sh_, sw_, hspan_.data(), wspan_.data()};
   }
 
-  // col[(c kh + i) kw + j][n Ho Wo + oh Wo + ow] = x[n0 + n, c, oh sh - ph + i dh, ow sw - pw + j dw]
-  // (zero outside the input) for the nb images starting at n0; rows of col are ld floats apart.
-  // Work item t = n C + c reads one input plane (kept in L1) and writes its kh kw column rows.
+  // Reads active_outputs() / active_inputs() into outs_ / ins_ and derives the per-group bounds,
+  // the compact weight layout and the channel -> compact row maps. Dense when both are empty.
+  void configure_structure() {
+    outs_ = checked_kept(active_outputs(), m_, where(), "active_outputs");
+    ins_ = checked_kept(active_inputs(), c_, where(), "active_inputs");
+    sparse_ = !outs_.empty() || !ins_.empty();
+    og_ = group_bounds(outs_, m_, group_);
+    ig_ = group_bounds(ins_, c_, group_);
+    const int64_t taps = int64_t(kh_) * kw_;
+    woff_.assign(size_t(group_) + 1, 0);
+    for (int g = 0; g < group_; ++g)
+      woff_[g + 1] = woff_[g] + int64_t(og_[g + 1] - og_[g]) * (ig_[g + 1] - ig_[g]) * taps;
+    if (!sparse_) return;
+    auto row_map = [](const std::vector<int>& kept, int n, std::vector<int>& map) {
+      map.assign(size_t(n), -1);
+      if (kept.empty())
+        for (int i = 0; i < n; ++i) map[size_t(i)] = i;
+      for (size_t r = 0; r < kept.size(); ++r) map[size_t(kept[r])] = int(r);
+    };
+    row_map(outs_, m_, out_row_);
+    row_map(ins_, c_, in_row_);
+    wc_.resize(size_t(woff_[group_]));
+    dwc_.resize(size_t(woff_[group_]));
+  }
+
+  // Calls fn(compact offset, full offset, floats) for every run of the compact weight layout
+  // (group blocks of kept rows x kept input channels x kh kw) and its place in blobs_[0].
+  template <class Fn>
+  void for_each_weight_run(Fn fn) const {
+    const int64_t taps = int64_t(kh_) * kw_, cg = c_ / group_;
+    for (int g = 0; g < group_; ++g) {
+      const int nci = ig_[g + 1] - ig_[g];
+      for (int r = og_[g]; r < og_[g + 1]; ++r) {
+        const int64_t m = outs_.empty() ? r : outs_[size_t(r)];
+        const int64_t dst = woff_[g] + int64_t(r - og_[g]) * nci * taps;
+        if (ins_.empty()) {
+          fn(dst, m * cg * taps, cg * taps);
+          continue;
+        }
+        for (int ci = ig_[g]; ci < ig_[g + 1]; ++ci)
+          fn(dst + (ci - ig_[g]) * taps, (m * cg + ins_[size_t(ci)] - g * cg) * taps, taps);
+      }
+    }
+  }
+
+  // Copies the kept weights into wc_ (rebuilt every forward: a gather of at most |W| floats, small
+  // next to the GEMMs that read it) and returns it.
+  const float* gather_weights() {
+    const float* w = blobs_[0]->data();
+    float* wc = wc_.data();
+    for_each_weight_run([&](int64_t c, int64_t f, int64_t n) { std::memcpy(wc + c, w + f, sizeof(float) * n); });
+    return wc;
+  }
+
+  // dW[kept entries] += dwc_.
+  void scatter_weight_diff() {
+    float* dw = blobs_[0]->mutable_diff();
+    const float* dwc = dwc_.data();
+    for_each_weight_run([&](int64_t c, int64_t f, int64_t n) {
+      for (int64_t i = 0; i < n; ++i) dw[f + i] += dwc[c + i];
+    });
+  }
+
+  // col[(ci kh + i) kw + j][n Ho Wo + oh Wo + ow] = x[n0 + n, c, oh sh - ph + i dh, ow sw - pw + j dw]
+  // (zero outside the input) for the nb images starting at n0, where c is the ci-th im2col'd
+  // channel (all channels when dense, else ins_); rows of col are ld floats apart.
   void im2col(const float* x, int n0, int nb, float* col, int64_t ld) const {
-    const int64_t spatial = int64_t(ho_) * wo_, plane = int64_t(h_) * w_;
-    const int64_t grain = std::max<int64_t>(1, kGrainElems / std::max<int64_t>(1, spatial * kh_ * kw_));
-    parallel_for(int64_t(nb) * c_, grain, [&](int64_t begin, int64_t end) {
-      for (int64_t t = begin; t < end; ++t) {
-        const int n = int(t / c_), c = int(t % c_);
-        const float* xp = x + (int64_t(n0) * c_ + t) * plane;
-        for (int i = 0; i < kh_; ++i) {
-          const Span rs = hspan_[i];
-          for (int j = 0; j < kw_; ++j) {
-            const Span cs = wspan_[j];
-            float* dst = col + ((int64_t(c) * kh_ + i) * kw_ + j) * ld + n * spatial;
-            zero_row(dst, rs.lo * wo_);
-            for (int oh = rs.lo; oh < rs.hi; ++oh) {
-              float* d = dst + int64_t(oh) * wo_;
-              const float* s = xp + int64_t(oh * sh_ + rs.off) * w_;
-              zero_row(d, cs.lo);
-              if (sw_ == 1) {
-                copy_row(d + cs.lo, s + cs.lo + cs.off, cs.hi - cs.lo);
-              } else {
-                for (int ow = cs.lo; ow < cs.hi; ++ow) d[ow] = s[ow * sw_ + cs.off];
-              }
-              zero_row(d + cs.hi, wo_ - cs.hi);
-            }
-            zero_row(dst + int64_t(rs.hi) * wo_, (ho_ - rs.hi) * wo_);
-          }
-        }
-      }
-    });
+    const int64_t spatial = int64_t(ho_) * wo_, plane = int64_t(h_) * w_, taps = int64_t(kh_) * kw_;
+    const PlaneGeometry g = geometry();
+    const int ck = ig_[group_];
+    const int* chan = ins_.empty() ? nullptr : ins_.data();
+    parallel_for(int64_t(nb) * ck, std::max<int64_t>(1, kGrainElems / std::max<int64_t>(1, spatial * taps)),
+                 [&](int64_t begin, int64_t end) {
+                   for (int64_t t = begin; t < end; ++t) {
+                     const int64_t n = t / ck, ci = t % ck, c = chan ? chan[ci] : ci;
+                     im2col_plane(g, x + ((int64_t(n0) + n) * c_ + c) * plane, col + ci * taps * ld + n * spatial, ld);
+                   }
+                 });
   }
 
-  // dx[n0 + n, c] = sum of the column entries that im2col read from each input position.
+  // dx[n0 .. n0 + nb) = the sum of the column entries that im2col read from each input position;
+  // zero for channels that im2col skipped.
   void col2im(const float* col, int64_t ld, int n0, int nb, float* dx) const {
-    const int64_t spatial = int64_t(ho_) * wo_, plane = int64_t(h_) * w_;
-    const int64_t grain = std::max<int64_t>(1, kGrainElems / std::max<int64_t>(1, spatial * kh_ * kw_));
-    parallel_for(int64_t(nb) * c_, grain, [&](int64_t begin, int64_t end) {
-      for (int64_t t = begin; t < end; ++t) {  // channel-major: consecutive items read on along each row
-        const int c = int(t / nb), n = int(t % nb);
-        float* xp = dx + (int64_t(n0 + n) * c_ + c) * plane;
-        zero_row(xp, int(plane));
-        for (int i = 0; i < kh_; ++i) {
-          const Span rs = hspan_[i];
-          for (int j = 0; j < kw_; ++j) {
-            const Span cs = wspan_[j];
-            const float* src = col + ((int64_t(c) * kh_ + i) * kw_ + j) * ld + n * spatial;
-            for (int oh = rs.lo; oh < rs.hi; ++oh) {
-              const float* s = src + int64_t(oh) * wo_;
-              float* d = xp + int64_t(oh * sh_ + rs.off) * w_;
-              if (sw_ == 1) {
-                add_row(d + cs.lo + cs.off, s + cs.lo, cs.hi - cs.lo);
-              } else {
-                for (int ow = cs.lo; ow < cs.hi; ++ow) d[ow * sw_ + cs.off] += s[ow];
-              }
-            }
-          }
-        }
-      }
-    });
+    const int64_t spatial = int64_t(ho_) * wo_, plane = int64_t(h_) * w_, taps = int64_t(kh_) * kw_;
+    const PlaneGeometry g = geometry();
+    const int* row = ins_.empty() ? nullptr : in_row_.data();
+    // Channel-major, so that successive items read on along the same column rows.
+    parallel_for(int64_t(nb) * c_, std::max<int64_t>(1, kGrainElems / std::max<int64_t>(1, spatial * taps)),
+                 [&](int64_t begin, int64_t end) {
+                   for (int64_t t = begin; t < end; ++t) {
+                     const int64_t c = t / nb, n = t % nb, ci = row ? row[c] : c;
+                     float* d = dx + ((n0 + n) * c_ + c) * plane;
+                     if (ci < 0) zero_row(d, plane);
+                     else col2im_plane(g, col + ci * taps * ld + n * spatial, ld, d);
+                   }
+                 });
   }
 
-  // Writes the GEMM result (rows ld floats apart, one Ho Wo block per image) to y[n0 .. n0 + nb) in
-  // NCHW, adding the bias. `in_place`: out already is that top slice and only the bias is added.
+  // Writes the GEMM result (compact rows ld floats apart, one Ho Wo block per image) to
+  // y[n0 .. n0 + nb) in NCHW, adding the bias; channels not computed are set to 0. `in_place`
+  // (all channels computed): out already is that top slice and only the bias is added.
   void scatter_output(const float* out, int64_t ld, float* y, int n0, int nb, bool in_place,
                       const float* bias) const {
     if (in_place && !bias) return;
     const int64_t spatial = int64_t(ho_) * wo_;
+    const int* row = sparse_ ? out_row_.data() : nullptr;
     parallel_for(int64_t(nb) * m_, std::max<int64_t>(1, kGrainElems / std::max<int64_t>(1, spatial)),
                  [&](int64_t begin, int64_t end) {
                    for (int64_t t = begin; t < end; ++t) {
-                     const int n = int(t / m_), m = int(t % m_);
-                     const float* __restrict s = out + m * ld + n * spatial;
+                     const int n = int(t / m_), m = int(t % m_), r = row ? row[m] : m;
                      float* __restrict d = y + (int64_t(n0 + n) * m_ + m) * spatial;
+                     if (r < 0) {
+                       zero_row(d, spatial);
+                       continue;
+                     }
+                     const float* __restrict s = out + r * ld + n * spatial;
                      const float bm = bias ? bias[m] : 0.0f;
                      if (in_place) {
                        for (int64_t k = 0; k < spatial; ++k) d[k] += bm;
@@ -358,15 +401,18 @@ class ConvolutionLayer : public Layer {
                  });
   }
 
-  // Copies dy[n0 .. n0 + nb) (NCHW) into buf_ as [M, nb Ho Wo] and returns it.
+  // Copies the computed channels of dy[n0 .. n0 + nb) (NCHW) into buf_ as [rows, nb Ho Wo] and
+  // returns it.
   const float* gather_diff(const float* dy, int n0, int nb) {
     const int64_t spatial = int64_t(ho_) * wo_, len = nb * spatial;
+    const int mk = og_[group_];
+    const int* chan = outs_.empty() ? nullptr : outs_.data();
     float* out = buf_.mutable_data();
-    parallel_for(int64_t(nb) * m_, std::max<int64_t>(1, kGrainElems / std::max<int64_t>(1, spatial)),
+    parallel_for(int64_t(nb) * mk, std::max<int64_t>(1, kGrainElems / std::max<int64_t>(1, spatial)),
                  [&](int64_t begin, int64_t end) {
                    for (int64_t t = begin; t < end; ++t) {
-                     const int n = int(t / m_), m = int(t % m_);
-                     std::memcpy(out + m * len + n * spatial, dy + (int64_t(n0 + n) * m_ + m) * spatial,
+                     const int n = int(t / mk), r = int(t % mk), m = chan ? chan[r] : r;
+                     std::memcpy(out + r * len + n * spatial, dy + (int64_t(n0 + n) * m_ + m) * spatial,
                                  sizeof(float) * spatial);
                    }
                  });
@@ -377,11 +423,20 @@ class ConvolutionLayer : public Layer {
   int m_ = 0, c_ = 0, group_ = 1;
   bool bias_term_ = true;
   int n_ = 0, h_ = 0, w_ = 0, ho_ = 0, wo_ = 0;
-  int chunk_ = 1;        // images whose columns the buffer holds (the whole batch unless too large)
-  Tensor col_;           // columns [C kh kw, chunk Ho Wo]; reused for dcol in backward
-  Tensor buf_;           // GEMM output / reordered top diff [M, chunk Ho Wo] (chunk > 1)
+  int chunk_ = 1;        // images per im2col + GEMM step
+  Tensor col_;           // columns [im2col'd channels kh kw, chunk Ho Wo]; reused for dcol in backward
+  Tensor buf_;           // GEMM output / reordered top diff [computed rows, chunk Ho Wo]
   std::vector<Span> hspan_, wspan_;  // valid output rows / columns for each kernel row / column
   int col_holds_ = -1;   // bottom whose whole-batch columns col_ holds, or -1
+
+  // Structured sparsity (refreshed by reshape() before every forward; backward uses the state of
+  // the preceding forward).
+  bool sparse_ = false;
+  std::vector<int> outs_, ins_;         // computed output / im2col'd input channels; empty = all
+  std::vector<int> og_, ig_;            // per group g: compact rows [og_[g], og_[g+1]), channels [ig_[g], ig_[g+1])
+  std::vector<int64_t> woff_;           // offset of group g's [rows, channels kh kw] block in wc_
+  std::vector<int> out_row_, in_row_;   // channel -> compact row / im2col channel, -1 if skipped
+  std::vector<float> wc_, dwc_;         // compact weights (gathered every forward) and their diff
 };
 
 DSG_REGISTER_LAYER("Convolution", ConvolutionLayer);

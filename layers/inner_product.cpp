@@ -2,13 +2,24 @@
 // M = count(0, axis) and K = count(axis); the top is [shape[0..axis), num_output].
 //   Y = X W^T + b        weight W [num_output, K]   (transpose: W is [K, num_output], Y = X W)
 // Parameter diffs accumulate (+=); the bottom diff is overwritten.
+//
+// Structured sparsity (Layer::active_outputs / active_inputs, set by sparsity/structure.cpp; the
+// transposed layout ignores them and runs dense): active_outputs are the computed neurons (rows of
+// W; the GEMM's N shrinks and the other outputs are written as exact zeros), active_inputs the
+// input features that can be non-zero (columns of W; the others are known zero, so the GEMM's K
+// shrinks). The kept rows / columns of W and the kept columns of X are gathered into compact
+// buffers every forward (X again in backward). Backward adds dW / db for the kept entries only
+// (the other diff entries are left as they are) and writes dX for the kept features, 0 elsewhere.
 #include <algorithm>
+#include <cstring>
+#include <utility>
 #include <vector>
 
 #include "runtime/error.hpp"
 #include "runtime/filler.hpp"
 #include "runtime/layer.hpp"
 #include "runtime/math.hpp"
+#include "layers/structured.hpp"
 
 namespace dsg {
 
@@ -60,9 +71,11 @@ class InnerProductLayer : public Layer {
     std::vector<int> shape(x.shape().begin(), x.shape().begin() + axis_);
     shape.push_back(n_);
     top[0]->reshape(shape);
+    configure_structure();
   }
 
   void forward_cpu(const TensorVec& bottom, const TensorVec& top, const Context&) override {
+    if (sparse_) return forward_structured(*bottom[0], *top[0]);
     const float* x = bottom[0]->data();
     const float* w = blobs_[0]->data();
     float* y = top[0]->mutable_data();
@@ -77,6 +90,7 @@ class InnerProductLayer : public Layer {
 
   void backward_cpu(const TensorVec& top, const std::vector<bool>& propagate_down, const TensorVec& bottom,
                     const Context&) override {
+    if (sparse_) return backward_structured(*top[0], propagate_down[0], *bottom[0]);
     const float* dy = top[0]->diff();
     const float* x = bottom[0]->data();
     if (param_propagate_down(0)) {
@@ -97,11 +111,136 @@ class InnerProductLayer : public Layer {
   }
 
  private:
+  // Reads active_outputs() / active_inputs() into outs_ / ins_ (empty = all) and sizes the compact
+  // buffers. Transposed weights always run dense.
+  void configure_structure() {
+    outs_.clear(), ins_.clear(), runs_.clear();
+    if (!transpose_) {
+      outs_ = checked_kept(active_outputs(), n_, where(), "active_outputs");
+      ins_ = checked_kept(active_inputs(), k_, where(), "active_inputs");
+    }
+    sparse_ = !outs_.empty() || !ins_.empty();
+    if (!sparse_) return;
+    nk_ = outs_.empty() ? n_ : int(outs_.size());
+    kk_ = ins_.empty() ? k_ : int(ins_.size());
+    // Runs of consecutive kept features (a pruned channel of a flattened conv output removes a
+    // whole H W run), so gathers copy blocks.
+    if (ins_.empty()) {
+      runs_.push_back({0, k_});
+    } else {
+      for (size_t i = 0; i < ins_.size(); ++i) {
+        if (i > 0 && ins_[i] == ins_[i - 1] + 1) ++runs_.back().second;
+        else runs_.push_back({ins_[i], 1});
+      }
+    }
+    wc_.resize(size_t(nk_) * kk_);
+    dwc_.resize(size_t(nk_) * kk_);
+    xc_.resize(ins_.empty() ? 0 : size_t(m_) * kk_);
+    yc_.resize(outs_.empty() ? 0 : size_t(m_) * nk_);
+  }
+
+  // dst[r, :] = the kept features of src row rows[r] (rows of src `ld` floats apart).
+  void gather_rows(const float* src, int64_t ld, int rows, const int* row_index, float* dst) const {
+    for (int r = 0; r < rows; ++r) {
+      const float* s = src + (row_index ? row_index[r] : r) * ld;
+      float* d = dst + int64_t(r) * kk_;
+      for (const auto& run : runs_) {
+        std::memcpy(d, s + run.first, sizeof(float) * size_t(run.second));
+        d += run.second;
+      }
+    }
+  }
+
+  void forward_structured(const Tensor& bottom, Tensor& top) {
+    const int* rows = outs_.empty() ? nullptr : outs_.data();
+    gather_rows(blobs_[0]->data(), k_, nk_, rows, wc_.data());
+    const float* x = bottom.data();
+    if (!ins_.empty()) {
+      gather_rows(x, k_, m_, nullptr, xc_.data());
+      x = xc_.data();
+    }
+    const float* b = bias_term_ ? blobs_[1]->data() : nullptr;
+    float* y = top.mutable_data();
+    if (!rows) {
+      float beta = 0.0f;
+      if (b) {
+        for (int i = 0; i < m_; ++i) std::copy(b, b + n_, y + int64_t(i) * n_);
+        beta = 1.0f;
+      }
+      gemm(false, true, m_, n_, kk_, 1.0f, x, wc_.data(), beta, y);
+      return;
+    }
+    gemm(false, true, m_, nk_, kk_, 1.0f, x, wc_.data(), 0.0f, yc_.data());
+    std::fill(y, y + int64_t(m_) * n_, 0.0f);
+    for (int i = 0; i < m_; ++i) {
+      const float* s = yc_.data() + int64_t(i) * nk_;
+      float* d = y + int64_t(i) * n_;
+      for (int r = 0; r < nk_; ++r) d[rows[r]] = s[r] + (b ? b[rows[r]] : 0.0f);
+    }
+  }
+
+  // Uses wc_ from the preceding forward (the weights do not change in between).
+  void backward_structured(const Tensor& top, bool need_x, Tensor& bottom) {
+    const float* dy = top.diff();
+    if (!outs_.empty()) {  // dY' [M, N'] = the kept columns of dY
+      float* d = yc_.data();
+      for (int i = 0; i < m_; ++i)
+        for (int r = 0; r < nk_; ++r) d[int64_t(i) * nk_ + r] = dy[int64_t(i) * n_ + outs_[size_t(r)]];
+      dy = d;
+    }
+    const float* x = bottom.data();
+    if (!ins_.empty()) {
+      gather_rows(x, k_, m_, nullptr, xc_.data());
+      x = xc_.data();
+    }
+    auto out_index = [&](int r) { return outs_.empty() ? r : outs_[size_t(r)]; };
+    if (param_propagate_down(0)) {
+      gemm(true, false, nk_, kk_, m_, 1.0f, dy, x, 0.0f, dwc_.data());  // dW' [N', K'] = dY'^T X'
+      float* dw = blobs_[0]->mutable_diff();
+      for (int r = 0; r < nk_; ++r) {
+        const float* s = dwc_.data() + int64_t(r) * kk_;
+        float* d = dw + int64_t(out_index(r)) * k_;
+        for (const auto& run : runs_) {
+          for (int j = 0; j < run.second; ++j) d[run.first + j] += s[j];
+          s += run.second;
+        }
+      }
+    }
+    if (bias_term_ && param_propagate_down(1)) {
+      float* db = blobs_[1]->mutable_diff();
+      for (int i = 0; i < m_; ++i)
+        for (int r = 0; r < nk_; ++r) db[out_index(r)] += dy[int64_t(i) * nk_ + r];
+    }
+    if (!need_x) return;
+    float* dx = bottom.mutable_diff();
+    if (ins_.empty()) {  // dX [M, K] = dY' W'
+      gemm(false, false, m_, k_, nk_, 1.0f, dy, wc_.data(), 0.0f, dx);
+      return;
+    }
+    gemm(false, false, m_, kk_, nk_, 1.0f, dy, wc_.data(), 0.0f, xc_.data());
+    std::fill(dx, dx + int64_t(m_) * k_, 0.0f);
+    for (int i = 0; i < m_; ++i) {
+      const float* s = xc_.data() + int64_t(i) * kk_;
+      float* d = dx + int64_t(i) * k_;
+      for (const auto& run : runs_) {
+        std::memcpy(d + run.first, s, sizeof(float) * size_t(run.second));
+        s += run.second;
+      }
+    }
+  }
+
   int axis_ = 1;
   int m_ = 0, n_ = 0, k_ = 0;
   bool bias_term_ = true;
   bool transpose_ = false;
   std::vector<float> ones_;
+
+  // Structured sparsity, refreshed by reshape() before every forward.
+  bool sparse_ = false;
+  std::vector<int> outs_, ins_;               // computed neurons / kept input features; empty = all
+  int nk_ = 0, kk_ = 0;                       // their counts (N', K')
+  std::vector<std::pair<int, int>> runs_;     // kept features as (first, length) runs
+  std::vector<float> wc_, dwc_, xc_, yc_;     // W' [N', K'] and its diff, X' / dX' [M, K'], Y' / dY' [M, N']
 };
 
 DSG_REGISTER_LAYER("InnerProduct", InnerProductLayer);

@@ -44,7 +44,7 @@ run() {  # name config -> "name accuracy conv2_nonzeros"
 export -f run make_config
 export build work epochs here
 
-levels_FINE="0.8 0.9 0.95"; levels_VECTOR="0.7 0.8 0.9"; levels_KERNEL="0.6 0.75 0.9"; levels_FILTER="0.3 0.5 0.7"
+levels_FINE="0.9 0.95 0.98"; levels_VECTOR="0.8 0.9 0.95"; levels_KERNEL="0.75 0.9 0.95"; levels_FILTER="0.3 0.5 0.6"
 {
   echo "dense $here/configs/lenet5.prototxt"
   for g in FINE VECTOR KERNEL FILTER; do

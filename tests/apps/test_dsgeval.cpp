@@ -253,7 +253,7 @@ TEST_CASE("dsgeval reports the sparsity and structured mode of a pruned model", 
   CHECK(ip1[9] == std::to_string(32 * 144));
   CHECK(ip1[10] == std::to_string(24 * 144));
   CHECK(ip1[11] == "structured: 24/32 filters");
-  CHECK(row_cells(r.output, "ip2").at(11) == "dense");
+  CHECK(row_cells(r.output, "ip2").at(11) == "dense, 24 inputs active");  // ip1 prunes 8 of 32 filters
   std::string json = read_all(dir.file("p.json"));
   CHECK(valid_json(json));
   CHECK_THAT(json, Catch::Contains("\"mode\": \"structured: 24/32 filters\""));

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 
 #include "runtime/error.hpp"
@@ -183,8 +184,12 @@ TEST_CASE("Convolution matches the naive reference", "[layer][convolution]") {
 }
 
 TEST_CASE("Convolution splits a large batch into column chunks", "[layer][convolution]") {
-  ConvConfig k;  // 144 column rows x 4096 positions per image: the 32 MiB buffer holds 14 images
-  k.n = 15, k.c = 16, k.h = 64, k.w = 64, k.m = 2, k.ph = k.pw = 1;
+  // The column buffer holds 2^18 floats per thread: 72 x 1024 columns per image give chunks of
+  // several images with a remainder; 144 x 4096 per image give one image per chunk.
+  ConvConfig k;
+  k.n = 8, k.c = 8, k.h = 32, k.w = 32, k.m = 3, k.ph = k.pw = 1;
+  check_against_reference(k);
+  k.n = 3, k.c = 16, k.h = 64, k.w = 64, k.m = 2;
   check_against_reference(k);
 }
 
@@ -204,6 +209,27 @@ TEST_CASE("Convolution with two bottoms shares its parameters", "[layer][convolu
     REQUIRE(yb.data()[i] == Approx(rb[i]).margin(1e-5));
   }
   test::check_layer_gradient(*layer, {&a, &b}, {&ya, &yb}, Context{});
+}
+
+TEST_CASE("Convolution computes only the requested gradients", "[layer][convolution]") {
+  ConvConfig k;
+  auto layer = create_layer(conv_param(k));
+  Tensor x({k.n, k.c, k.h, k.w}), y;
+  test::fill_uniform(x, -1, 1, 3);
+  std::mt19937_64 rng(1);
+  layer->setup({&x}, {&y}, rng);
+  layer->forward({&x}, {&y}, Context{});
+  test::fill_uniform(y, -1, 1, 4);
+  std::copy(y.data(), y.data() + y.count(), y.mutable_diff());
+  for (int64_t i = 0; i < x.count(); ++i) x.mutable_diff()[i] = 7.0f;
+  layer->set_param_propagate_down(0, false);
+  for (auto& blob : layer->blobs()) blob->zero_diff();
+  layer->backward({&y}, {false}, {&x}, Context{});
+  for (int64_t i = 0; i < x.count(); ++i) REQUIRE(x.diff()[i] == 7.0f);
+  for (int64_t i = 0; i < layer->blobs()[0]->count(); ++i) REQUIRE(layer->blobs()[0]->diff()[i] == 0.0f);
+  double db = 0;
+  for (int64_t i = 0; i < y.count(); ++i) db += (i / (k.ho() * k.wo())) % k.m == 0 ? y.diff()[i] : 0.0f;
+  CHECK(layer->blobs()[1]->diff()[0] == Approx(db).margin(1e-4));
 }
 
 TEST_CASE("Convolution rejects bad configurations", "[layer][convolution]") {
@@ -350,4 +376,93 @@ TEST_CASE("Convolution LeNet-5 timing", "[.bench]") {
               "conv2 %.3f (%.3f), total %.3f (%.3f)\n",
               w1[iters / 2], c1t[iters / 2], w2[iters / 2], c2t[iters / 2], w1[iters / 2] + w2[iters / 2],
               c1t[iters / 2] + c2t[iters / 2]);
+}
+
+// Structured sparsity: with active_outputs / active_inputs the layer computes a function whose
+// pruned outputs are 0 and that ignores the skipped inputs; the numerical gradient of that
+// function must match backward (whose dW rows / columns for skipped entries stay zero).
+TEST_CASE("Convolution with active outputs and inputs passes the gradient check", "[layer][convolution][gradient][structured]") {
+  struct Case {
+    ConvConfig k;
+    std::vector<int> outs, ins;
+  };
+  std::vector<Case> cases;
+  ConvConfig k;
+  k.n = 2, k.c = 4, k.h = 5, k.w = 5, k.m = 6, k.ph = k.pw = 1;
+  cases.push_back({k, {0, 2, 5}, {}});
+  cases.push_back({k, {}, {1, 3}});
+  cases.push_back({k, {1, 2, 4}, {0, 3}});
+  k.group = 2;  // groups 0: outputs 0..2, inputs 0..1; 1: outputs 3..5, inputs 2..3
+  cases.push_back({k, {0, 4, 5}, {1, 2, 3}});
+  cases.push_back({k, {3, 5}, {0}});  // group 0 computes nothing, group 1 has no kept input
+  for (const Case& c : cases) {
+    INFO("group " << c.k.group << " outs " << c.outs.size() << " ins " << c.ins.size());
+    auto layer = create_layer(conv_param(c.k));
+    Tensor x({c.k.n, c.k.c, c.k.h, c.k.w}), y;
+    test::fill_uniform(x, -1, 1, 41);
+    std::mt19937_64 rng(6);
+    layer->setup({&x}, {&y}, rng);
+    layer->set_active_outputs(c.outs);
+    layer->set_active_inputs(c.ins);
+    test::check_layer_gradient(*layer, {&x}, {&y}, Context{});
+    for (int n = 0; n < c.k.n; ++n)
+      for (int m = 0; m < c.k.m; ++m) {
+        if (c.outs.empty() || std::find(c.outs.begin(), c.outs.end(), m) != c.outs.end()) continue;
+        for (int i = 0; i < c.k.ho() * c.k.wo(); ++i)
+          REQUIRE(y.data()[(n * c.k.m + m) * c.k.ho() * c.k.wo() + i] == 0.0f);
+      }
+  }
+}
+
+TEST_CASE("Convolution rejects malformed active channel lists", "[layer][convolution][structured]") {
+  ConvConfig k;
+  auto layer = create_layer(conv_param(k));
+  Tensor x({k.n, k.c, k.h, k.w}), y;
+  std::mt19937_64 rng(1);
+  layer->setup({&x}, {&y}, rng);
+  layer->set_active_outputs({2, 1});
+  REQUIRE_THROWS_WITH(layer->forward({&x}, {&y}, Context{}),
+                      Catch::Contains("layer 'conv'") && Catch::Contains("strictly increasing"));
+  layer->set_active_outputs({});
+  layer->set_active_inputs({0, 3});
+  REQUIRE_THROWS_WITH(layer->forward({&x}, {&y}, Context{}), Catch::Contains("active_inputs index 3 is out of range"));
+}
+
+// LeNet-5's conv2 at batch 64 (forward + backward with dX), dense vs half of its filters kept
+// (active_outputs), and conv2 with half of its input channels kept: run with
+// `dsg_tests "Convolution filter-pruned LeNet-5 timing"` (DSG_BENCH_THREADS=T for T threads).
+TEST_CASE("Convolution filter-pruned LeNet-5 timing", "[.bench]") {
+  const char* threads_env = std::getenv("DSG_BENCH_THREADS");  // default 1
+  const int threads = threads_env ? std::max(1, std::atoi(threads_env)) : 1;
+  set_num_threads(threads);
+  ConvConfig c2;
+  c2.n = 64, c2.c = 20, c2.h = c2.w = 12, c2.m = 50, c2.kh = c2.kw = 5;
+  auto layer = create_layer(conv_param(c2));
+  Tensor x({64, 20, 12, 12}), y;
+  test::fill_uniform(x, -1, 1, 2);
+  std::mt19937_64 rng(1);
+  layer->setup({&x}, {&y}, rng);
+  std::vector<int> half_out, half_in;
+  for (int m = 0; m < 50; m += 2) half_out.push_back(m);
+  for (int c = 0; c < 20; c += 2) half_in.push_back(c);
+  auto time_ms = [&](const std::vector<int>& outs, const std::vector<int>& ins) {
+    layer->set_active_outputs(outs);
+    layer->set_active_inputs(ins);
+    layer->forward({&x}, {&y}, Context{});
+    test::fill_uniform(y, -1, 1, 4);
+    std::copy(y.data(), y.data() + y.count(), y.mutable_diff());
+    std::vector<double> t;
+    for (int i = 0; i < 60; ++i) {
+      auto a = std::chrono::steady_clock::now();
+      layer->forward({&x}, {&y}, Context{});
+      layer->backward({&y}, {true}, {&x}, Context{});
+      t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - a).count());
+    }
+    std::sort(t.begin(), t.end());
+    return t[t.size() / 2];
+  };
+  double dense = time_ms({}, {}), outs = time_ms(half_out, {}), ins = time_ms({}, half_in), both = time_ms(half_out, half_in);
+  std::printf("LeNet-5 conv2 fwd+bwd, batch 64, %d thread(s), median ms: dense %.3f, 25/50 filters %.3f (%.2fx), "
+              "10/20 input channels %.3f (%.2fx), both %.3f (%.2fx)\n",
+              threads, dense, outs, dense / outs, ins, dense / ins, both, dense / both);
 }

@@ -142,3 +142,92 @@ TEST_CASE("InnerProduct gradient check", "[layer][inner_product][gradient]") {
     test::check_layer_gradient(*layer, {&x}, {&y}, Context{});
   }
 }
+
+// Structured sparsity (active_outputs / active_inputs) and its timing.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+
+#include "runtime/parallel.hpp"
+
+TEST_CASE("InnerProduct with active outputs and inputs passes the gradient check", "[layer][inner_product][gradient][structured]") {
+  const std::vector<std::pair<std::vector<int>, std::vector<int>>> cases = {
+      {{0, 2, 3}, {}}, {{}, {0, 1, 2, 6, 7, 8, 11}}, {{1, 4}, {3, 4, 5, 9}}};
+  for (const auto& c : cases) {
+    INFO("outs " << c.first.size() << " ins " << c.second.size());
+    auto layer = create_layer(ip_param(5));
+    Tensor x({3, 3, 2, 2}), y;
+    test::fill_uniform(x, -1, 1, 12);
+    std::mt19937_64 rng(2);
+    layer->setup({&x}, {&y}, rng);
+    layer->set_active_outputs(c.first);
+    layer->set_active_inputs(c.second);
+    test::check_layer_gradient(*layer, {&x}, {&y}, Context{});
+    for (int n = 0; n < 3; ++n)
+      for (int o = 0; o < 5; ++o)
+        if (!c.first.empty() && std::find(c.first.begin(), c.first.end(), o) == c.first.end())
+          REQUIRE(y.data()[n * 5 + o] == 0.0f);
+  }
+  // The transposed layout ignores the lists (runs dense).
+  auto layer = create_layer(ip_param(4, true, true));
+  Tensor x({3, 6}), y;
+  test::fill_uniform(x, -1, 1, 13);
+  std::mt19937_64 rng(2);
+  layer->setup({&x}, {&y}, rng);
+  layer->set_active_outputs({0, 1});
+  layer->forward({&x}, {&y}, Context{});
+  CHECK(y.data()[3] != 0.0f);
+}
+
+TEST_CASE("InnerProduct rejects malformed active lists", "[layer][inner_product][structured]") {
+  auto layer = create_layer(ip_param(3));
+  Tensor x({2, 6}), y;
+  std::mt19937_64 rng(1);
+  layer->setup({&x}, {&y}, rng);
+  layer->set_active_outputs({0, 3});
+  REQUIRE_THROWS_WITH(layer->forward({&x}, {&y}, Context{}),
+                      Catch::Contains("layer 'ip'") && Catch::Contains("active_outputs index 3 is out of range"));
+  layer->set_active_outputs({});
+  layer->set_active_inputs({1, 1});
+  REQUIRE_THROWS_WITH(layer->forward({&x}, {&y}, Context{}), Catch::Contains("strictly increasing"));
+}
+
+// LeNet-5's ip1 at batch 64 (800 -> 500, forward + backward with dX), dense vs half of the
+// neurons kept, half of the input features kept (conv2 filter-pruned to 25 of 50 channels of 16
+// features each), and both: run with `dsg_tests "InnerProduct filter-pruned LeNet-5 timing"`
+// (DSG_BENCH_THREADS=T for T threads).
+TEST_CASE("InnerProduct filter-pruned LeNet-5 timing", "[.bench]") {
+  const char* threads_env = std::getenv("DSG_BENCH_THREADS");  // default 1
+  const int threads = threads_env ? std::max(1, std::atoi(threads_env)) : 1;
+  set_num_threads(threads);
+  auto layer = create_layer(ip_param(500));
+  Tensor x({64, 50, 4, 4}), y;
+  test::fill_uniform(x, -1, 1, 2);
+  std::mt19937_64 rng(1);
+  layer->setup({&x}, {&y}, rng);
+  std::vector<int> outs, ins;
+  for (int o = 0; o < 500; o += 2) outs.push_back(o);
+  for (int c = 0; c < 50; c += 2)
+    for (int j = 0; j < 16; ++j) ins.push_back(c * 16 + j);
+  auto time_ms = [&](const std::vector<int>& o, const std::vector<int>& i) {
+    layer->set_active_outputs(o);
+    layer->set_active_inputs(i);
+    layer->forward({&x}, {&y}, Context{});
+    test::fill_uniform(y, -1, 1, 4);
+    std::copy(y.data(), y.data() + y.count(), y.mutable_diff());
+    std::vector<double> t;
+    for (int k = 0; k < 200; ++k) {
+      auto a = std::chrono::steady_clock::now();
+      layer->forward({&x}, {&y}, Context{});
+      layer->backward({&y}, {true}, {&x}, Context{});
+      t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - a).count());
+    }
+    std::sort(t.begin(), t.end());
+    return t[t.size() / 2];
+  };
+  double dense = time_ms({}, {}), o = time_ms(outs, {}), i = time_ms({}, ins), both = time_ms(outs, ins);
+  std::printf("LeNet-5 ip1 fwd+bwd, batch 64, %d thread(s), median ms: dense %.3f, 250/500 neurons %.3f (%.2fx), "
+              "400/800 input features %.3f (%.2fx), both %.3f (%.2fx)\n",
+              threads, dense, o, dense / o, i, dense / i, both, dense / both);
+}

@@ -1,0 +1,386 @@
+#include "sparsity/thin.hpp"
+
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <random>
+#include <set>
+
+#include "datasets/data_paths.hpp"
+#include "runtime/error.hpp"
+#include "runtime/net.hpp"
+#include "sparsity/structure.hpp"
+
+namespace dsg {
+namespace {
+
+using KeptMap = std::map<std::string, std::vector<int>>;
+
+// Channels physically present in a blob after thinning, in the per-sample layout of
+// sparsity/structure.hpp (unit u = elements [u s, (u + 1) s) of each sample), and the thinned
+// layers whose removed channels they reflect.
+struct Present {
+  bool reduced = false;
+  std::vector<int> units;
+  int64_t unit_size = 0, num_units = 0;
+  std::set<std::string> sources;
+};
+
+bool channel_aligned(const Present& p, const Tensor& t) {
+  return t.num_axes() == 4 && p.unit_size == t.count(2) && p.num_units == t.shape(1);
+}
+
+bool same_units(const Present& a, const Present& b) {
+  return a.reduced == b.reduced && (!a.reduced || (a.units == b.units && a.unit_size == b.unit_size &&
+                                                   a.num_units == b.num_units));
+}
+
+struct Walk {
+  KeptMap inputs;                              // consumer -> kept input channels (Conv) / features (IP)
+  std::map<std::string, std::string> blocked;  // thinned layer that cannot be thinned -> reason
+};
+
+// Follows the planned output channels through the TEST net: which inputs each consumer keeps,
+// and which planned layers reach a layer that cannot follow a thinner blob.
+Walk walk(const Net& net, const KeptMap& plan) {
+  Walk w;
+  std::map<std::string, Present> at;
+  auto get = [&](const std::string& b) { return at.count(b) ? at[b] : Present{}; };
+  for (const auto& lp : net.layers()) {
+    const Layer& l = *lp;
+    const auto& p = l.param();
+    const std::string type = l.type();
+    std::vector<Present> in;
+    bool reduced = false;
+    for (const auto& b : p.bottom()) {
+      in.push_back(get(b));
+      reduced = reduced || in.back().reduced;
+    }
+    std::vector<Present> out(size_t(p.top_size()));
+    const std::string why = "its output reaches '" + l.name() + "' (" + type + "), ";
+    auto block = [&](const std::string& reason) {
+      for (const auto& x : in)
+        for (const auto& s : x.sources) w.blocked.emplace(s, why + reason);
+    };
+    const ChannelFlow flow = channel_flow(l);
+    if (flow == ChannelFlow::kProducer) {
+      if (reduced) {
+        const Tensor& x = net.blob(p.bottom(0));
+        if (type == "Convolution") {
+          bool ok = l.param().convolution_param().group() == 1 && channel_aligned(in[0], x);
+          for (const auto& b : in) ok = ok && same_units(b, in[0]);
+          if (ok) w.inputs[l.name()] = in[0].units;
+          else block("a grouped convolution or one whose input layout does not follow the channels");
+        } else {
+          const int axis = x.canonical_axis(l.param().inner_product_param().axis());
+          if (!l.param().inner_product_param().transpose() && axis == 1 &&
+              in[0].unit_size * in[0].num_units == x.count(1)) {
+            std::vector<int>& f = w.inputs[l.name()];
+            for (int u : in[0].units)
+              for (int64_t j = 0; j < in[0].unit_size; ++j) f.push_back(int(u * in[0].unit_size + j));
+          } else {
+            block("a transposed InnerProduct or one that does not start at axis 1");
+          }
+        }
+      }
+      auto it = plan.find(l.name());
+      if (it != plan.end()) {
+        for (int t = 0; t < p.top_size(); ++t) {
+          const Tensor& y = net.blob(p.top(t));
+          Present& o = out[size_t(t)];
+          o.reduced = true;
+          o.units = it->second;
+          o.unit_size = type == "Convolution" ? y.count(2) : 1;
+          o.num_units = y.shape(1);
+          o.sources = {l.name()};
+        }
+      }
+    } else if (reduced) {
+      switch (flow) {
+        case ChannelFlow::kElementwise:
+          if (!l.blobs().empty()) block("whose parameters are per channel");
+          else for (auto& o : out) o = in[0];
+          break;
+        case ChannelFlow::kPool:
+          if (p.top_size() > 1 || !channel_aligned(in[0], net.blob(p.bottom(0)))) {
+            block("a pooling layer with an argmax top or an input that is not per channel");
+          } else {
+            out[0] = in[0];
+            out[0].unit_size = net.blob(p.top(0)).count(2);
+          }
+          break;
+        case ChannelFlow::kFlatten: {
+          const Tensor &x = net.blob(p.bottom(0)), &y = net.blob(p.top(0));
+          bool ok = x.num_axes() > 0 && y.num_axes() > 0 && x.shape(0) == y.shape(0);
+          if (type == "Reshape")
+            for (auto d : p.reshape_param().shape().dim()) ok = ok && (d == 0 || d == -1);
+          if (ok) out[0] = in[0];
+          else block("whose configured shape would not follow the channel count");
+          break;
+        }
+        case ChannelFlow::kConcat: {
+          const auto& cp = p.concat_param();
+          const Tensor& y = net.blob(p.top(0));
+          const int axis = y.canonical_axis(cp.has_concat_dim() ? int(cp.concat_dim()) : cp.axis());
+          int64_t unit = 0;
+          for (const auto& x : in)
+            if (x.reduced) unit = unit == 0 || unit == x.unit_size ? x.unit_size : -1;
+          Present o;
+          o.reduced = true;
+          o.unit_size = unit;
+          bool ok = axis == 1 && unit > 0;
+          for (int b = 0; ok && b < p.bottom_size(); ++b) {
+            const int64_t per = net.blob(p.bottom(b)).count(1);
+            ok = per % unit == 0;
+            if (!ok) break;
+            if (in[size_t(b)].reduced) {
+              for (int u : in[size_t(b)].units) o.units.push_back(int(o.num_units + u));
+            } else {
+              for (int64_t u = 0; u < per / unit; ++u) o.units.push_back(int(o.num_units + u));
+            }
+            o.num_units += per / unit;
+            o.sources.insert(in[size_t(b)].sources.begin(), in[size_t(b)].sources.end());
+          }
+          if (ok) out[0] = o;
+          else block("a Concat that is not along the channel axis of equally laid out inputs");
+          break;
+        }
+        case ChannelFlow::kEltwise: {
+          bool ok = true;
+          for (const auto& x : in) ok = ok && same_units(x, in[0]);
+          if (ok) {
+            out[0] = in[0];
+            for (const auto& x : in) out[0].sources.insert(x.sources.begin(), x.sources.end());
+          } else {
+            block("an Eltwise whose inputs would keep different channels");
+          }
+          break;
+        }
+        default:
+          block("which does not map zero channels to zero (or is not known to)");
+          break;
+      }
+    }
+    for (int t = 0; t < p.top_size(); ++t) at[p.top(t)] = out[size_t(t)];
+  }
+  return w;
+}
+
+// The output channels kept by each active FILTER policy of the snapshot (only layers that lose
+// at least one channel).
+KeptMap kept_filters(const ModelFile& model, const Net& net) {
+  KeptMap kept;
+  for (const PolicyState& s : model.policy()) {
+    Layer* layer = net.layer_by_name(s.layer());
+    if (!layer || layer->blobs().empty() || !s.active() || s.mask_size() == 0) continue;
+    if (layer->param().sparsity_param().granularity() != SparsityParameter::FILTER) continue;
+    const Tensor& w = *layer->blobs()[0];
+    const std::string& bits = s.mask(0);
+    if (bits.size() != size_t((w.count() + 7) / 8))
+      throw Error("layer '" + layer->name() + "': snapshot mask has the wrong size for weights " + w.shape_string());
+    const int64_t rows = w.shape(0), per = w.count() / std::max<int64_t>(1, rows);
+    std::vector<int> k;
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t i = r * per; i < (r + 1) * per; ++i)
+        if ((uint8_t(bits[size_t(i / 8)]) >> (i % 8)) & 1u) {
+          k.push_back(int(r));
+          break;
+        }
+    if (int64_t(k.size()) < rows) kept[layer->name()] = k;
+  }
+  return kept;
+}
+
+// Copies the rows `rows` (all when empty) and, within each row, the column blocks `cols` (all
+// when empty; `block` floats each) of a [R, C block] tensor into a new blob of shape `shape`.
+void gather_blob(const Tensor& t, const std::vector<int>& rows, const std::vector<int>& cols, int64_t block,
+                 std::vector<int> shape, BlobProto* out) {
+  const int64_t r_all = t.num_axes() > 0 ? t.shape(0) : 1, per = t.count() / std::max<int64_t>(1, r_all);
+  out->Clear();
+  for (int d : shape) out->mutable_shape()->add_dim(d);
+  const float* d = t.data();
+  const int64_t nr = rows.empty() ? r_all : int64_t(rows.size());
+  for (int64_t i = 0; i < nr; ++i) {
+    const float* row = d + (rows.empty() ? i : rows[size_t(i)]) * per;
+    if (cols.empty()) {
+      for (int64_t j = 0; j < per; ++j) out->add_data(row[j]);
+    } else {
+      for (int c : cols)
+        for (int64_t j = 0; j < block; ++j) out->add_data(row[c * block + j]);
+    }
+  }
+}
+
+}  // namespace
+
+ThinnedModel thin_model(const ModelFile& model, const std::string& label, const std::string& data_dir) {
+  if (!model.has_net() || model.net().layer_size() == 0) throw Error("'" + label + "' holds no network definition");
+  if (model.param_size() == 0) throw Error("'" + label + "' holds no weights");
+  bool any_filter = false;  // checked before the net (and its data) is built
+  for (const PolicyState& ps : model.policy())
+    for (const auto& l : model.net().layer())
+      any_filter = any_filter || (l.name() == ps.layer() && ps.active() && ps.mask_size() > 0 &&
+                                  l.sparsity_param().granularity() == SparsityParameter::FILTER);
+  if (!any_filter)
+    throw Error("'" + label + "' holds no structured sparsity: no layer has an active FILTER-granularity policy, so "
+                "there is nothing to thin",
+                "train with sparsity_param { granularity: FILTER ... } on a Convolution or InnerProduct layer");
+  NetParameter param = model.net();
+  resolve_data_sources(param, ".", data_dir);
+  std::mt19937_64 rng(0);  // initial values are overwritten by the stored weights
+  Net net(param, TEST, rng);
+  try {
+    net.params_from_proto(model);
+  } catch (const Error& e) {
+    throw Error("'" + label + "': " + e.what(), e.hint());
+  }
+  KeptMap plan = kept_filters(model, net);
+  if (plan.empty())
+    throw Error("'" + label + "' holds no structured sparsity: its FILTER policies keep every filter, so there is "
+                "nothing to thin");
+  std::map<std::string, std::string> notes;
+  auto drop = [&](const std::string& name, const std::string& why) {
+    if (plan.erase(name)) notes.emplace(name, why);
+  };
+  for (auto it = plan.begin(); it != plan.end();) {
+    const Layer& l = *net.layer_by_name(it->first);
+    const Tensor& y = net.blob(l.param().top(0));
+    std::string why;
+    if (std::string(l.type()) == "Convolution" && l.param().convolution_param().group() != 1)
+      why = "grouped convolution";
+    if (std::string(l.type()) == "InnerProduct" && (l.param().inner_product_param().transpose() || y.num_axes() != 2))
+      why = "transposed InnerProduct or axis other than 1";
+    if (why.empty()) {
+      ++it;
+    } else {
+      notes.emplace(it->first, why);
+      it = plan.erase(it);
+    }
+  }
+  // Coupled layers: all thinned to the union of their kept channels, or none.
+  const std::vector<CoupledGroup> groups = coupled_groups(net);
+  for (const CoupledGroup& g : groups) {
+    if (g.owners.size() < 2) continue;
+    std::set<int> all;
+    bool any = false, every = true;
+    for (const auto& o : g.owners) {
+      auto it = plan.find(o);
+      any = any || it != plan.end();
+      every = every && it != plan.end();
+      if (it != plan.end()) all.insert(it->second.begin(), it->second.end());
+    }
+    if (!any) continue;
+    const int64_t width = net.blob(net.layer_by_name(g.owners[0])->param().top(0)).shape(1);
+    for (const auto& o : g.owners) {
+      if (!every) drop(o, "channel-coupled through Eltwise '" + g.eltwise + "' with a layer that is not thinned");
+      else if (int64_t(all.size()) >= width) drop(o, "channel-coupled layers keep every channel between them");
+      else plan[o].assign(all.begin(), all.end());
+    }
+  }
+  auto partners = [&](const std::string& name) {
+    std::vector<std::string> out{name};
+    for (const CoupledGroup& g : groups)
+      if (std::find(g.owners.begin(), g.owners.end(), name) != g.owners.end()) out.insert(out.end(), g.owners.begin(), g.owners.end());
+    return out;
+  };
+  Walk w = walk(net, plan);
+  while (!w.blocked.empty()) {
+    for (const auto& kv : w.blocked)
+      for (const auto& name : partners(kv.first)) drop(name, kv.second);
+    w = walk(net, plan);
+  }
+
+  ThinnedModel result;
+  NetParameter thin_net = param;
+  for (auto& layer : *thin_net.mutable_layer()) {
+    layer.clear_sparsity_param();
+    auto it = plan.find(layer.name());
+    if (it == plan.end()) continue;
+    if (layer.type() == "Convolution") layer.mutable_convolution_param()->set_num_output(uint32_t(it->second.size()));
+    else layer.mutable_inner_product_param()->set_num_output(uint32_t(it->second.size()));
+  }
+  result.solver = model.has_solver() ? model.solver() : SolverParameter();
+  result.solver.clear_schedule();
+  result.solver.clear_net();
+  result.solver.clear_train_net();
+  *result.solver.mutable_net_param() = thin_net;
+  *result.model.mutable_net() = thin_net;
+  *result.model.mutable_solver() = result.solver;
+  result.model.set_created_by("dsgcompress --thin");
+
+  static const std::vector<int> kAll;
+  for (const ParamBlob& pb : model.param()) {
+    ParamBlob* out = result.model.add_param();
+    *out = pb;
+    const bool rows = plan.count(pb.layer()) > 0, cols = w.inputs.count(pb.layer()) > 0;
+    if (!rows && !cols) continue;
+    const Layer& l = *net.layer_by_name(pb.layer());
+    const Tensor& t = *l.blobs()[size_t(pb.index())];
+    const std::vector<int>& r = rows ? plan.at(pb.layer()) : kAll;
+    const std::vector<int>& c = cols ? w.inputs.at(pb.layer()) : kAll;
+    if (pb.index() == 1) {
+      if (rows) gather_blob(t, r, {}, 1, {int(r.size())}, out->mutable_blob());
+      continue;
+    }
+    std::vector<int> shape = t.shape();
+    if (rows) shape[0] = int(r.size());
+    if (cols) shape[1] = int(c.size());
+    const int64_t block = std::string(l.type()) == "Convolution" ? t.count(2) : 1;
+    gather_blob(t, r, c, block, shape, out->mutable_blob());
+  }
+
+  for (const auto& lp : net.layers()) {
+    const Layer& l = *lp;
+    if (channel_flow(l) != ChannelFlow::kProducer || l.blobs().empty()) continue;
+    ThinLayer row;
+    row.name = l.name();
+    row.type = l.type();
+    const Tensor& wt = *l.blobs()[0];
+    const Tensor& y = net.blob(l.param().top(0));
+    const bool conv = row.type == "Convolution";
+    const int64_t outputs = conv ? wt.shape(0) : l.param().inner_product_param().num_output();
+    auto it = plan.find(l.name());
+    auto in = w.inputs.find(l.name());
+    row.outputs_before = outputs;
+    row.outputs_after = it == plan.end() ? outputs : int64_t(it->second.size());
+    const int64_t fan_in = wt.count() / outputs;  // (C / group) kh kw, or K
+    const int64_t block = conv ? wt.count(2) : 1;
+    const int64_t fan_in_after = in == w.inputs.end() ? fan_in : int64_t(in->second.size()) * block;
+    const int64_t bias = l.blobs().size() > 1 ? 1 : 0;
+    row.params_before = outputs * (fan_in + bias);
+    row.params_after = row.outputs_after * (fan_in_after + bias);
+    const int64_t positions = conv ? y.count(2) * int64_t(l.param().top_size()) : y.count(1, y.num_axes() - 1);
+    row.macs_before = positions * outputs * fan_in;
+    row.macs_after = positions * row.outputs_after * fan_in_after;
+    if (notes.count(l.name())) row.note = "not thinned: " + notes.at(l.name());
+    result.thinned_layers += it != plan.end();
+    result.layers.push_back(row);
+  }
+  return result;
+}
+
+std::vector<std::string> thin_report(const ThinnedModel& thinned) {
+  std::vector<std::string> lines;
+  auto arrow = [](int64_t a, int64_t b) { return strfmt("%lld -> %lld", (long long)a, (long long)b); };
+  lines.push_back(strfmt("%-16s %-13s %-14s %-22s %s", "layer", "type", "outputs", "params", "MACs/image"));
+  ThinLayer total;
+  for (const ThinLayer& r : thinned.layers) {
+    std::string line = strfmt("%-16s %-13s %-14s %-22s %-26s", r.name.c_str(), r.type.c_str(),
+                              arrow(r.outputs_before, r.outputs_after).c_str(),
+                              arrow(r.params_before, r.params_after).c_str(), arrow(r.macs_before, r.macs_after).c_str());
+    if (!r.note.empty()) line += "  (" + r.note + ")";
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    lines.push_back(line);
+    total.params_before += r.params_before, total.params_after += r.params_after;
+    total.macs_before += r.macs_before, total.macs_after += r.macs_after;
+  }
+  auto ratio = [](int64_t a, int64_t b) { return b > 0 ? double(a) / double(b) : 0.0; };
+  lines.push_back(strfmt("%-16s %-13s %-14s %-22s %s", "total", "", "", arrow(total.params_before, total.params_after).c_str(),
+                         arrow(total.macs_before, total.macs_after).c_str()));
+  lines.push_back(strfmt("%d layer(s) thinned: %.2fx fewer params, %.2fx fewer MACs in Convolution / InnerProduct layers",
+                         thinned.thinned_layers, ratio(total.params_before, total.params_after),
+                         ratio(total.macs_before, total.macs_after)));
+  return lines;
+}
+
+}  // namespace dsg
