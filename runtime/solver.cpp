@@ -99,6 +99,7 @@ void Solver::apply_update(float rate) {
     float decay = param_.weight_decay() * p.decay_mult;
     float* g = t.mutable_diff();
     const float* w = t.data();
+    if (!l1 && rule_->fused_l2_update(i, t, rate * p.lr_mult, decay)) continue;  // leaves g = 0
     if (decay != 0) {
       if (l1) {
         for (int64_t k = 0; k < t.count(); ++k) g[k] += decay * float((w[k] > 0) - (w[k] < 0));
@@ -109,7 +110,10 @@ void Solver::apply_update(float rate) {
     rule_->compute_step(i, t, rate * p.lr_mult, iter_);
     float* v = t.mutable_data();
     for (int64_t k = 0; k < t.count(); ++k) v[k] -= g[k];
+    t.zero_diff();
   }
+  // Every learnable diff is zero now; parameters that do not learn never receive gradients.
+  diffs_clean_ = true;
 }
 
 TestReport Solver::test() {
@@ -170,7 +174,8 @@ void Solver::solve() {
     if (test_net_ && param_.test_interval() > 0 && iter_ % param_.test_interval() == 0 &&
         (iter_ > 0 || param_.test_initialization()))
       run_test();
-    train_net_->zero_param_diffs();
+    if (!diffs_clean_) train_net_->zero_param_diffs();
+    diffs_clean_ = false;
     double loss = 0;
     for (int k = 0; k < param_.iter_size(); ++k) {
       Context ctx = ctx_;

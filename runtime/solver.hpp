@@ -91,6 +91,7 @@ class Solver {
   std::vector<float> losses_;
   std::string last_snapshot_;
   double overhead_seconds_ = 0;
+  bool diffs_clean_ = false;  // all parameter diffs are zero (the update leaves them so)
 };
 
 }  // namespace dsg

@@ -60,6 +60,20 @@ class SGDRule : public UpdateRule {
       g[k] = v[k];
     }
   }
+  bool fused_l2_update(size_t i, Tensor& t, float rate, float decay) override {
+    float* __restrict g = t.mutable_diff();
+    float* __restrict w = t.mutable_data();
+    float* __restrict v = history_[i].data();
+    const float m = param_.momentum();
+    const int64_t n = t.count();
+    for (int64_t k = 0; k < n; ++k) {
+      float step = m * v[k] + rate * (g[k] + decay * w[k]);
+      v[k] = step;
+      w[k] -= step;
+      g[k] = 0.0f;
+    }
+    return true;
+  }
 };
 
 // Caffe's Nesterov: v' = m v + rate g; step = (1 + m) v' - m v.

@@ -19,6 +19,12 @@ class UpdateRule {
   void init(const std::vector<LearnableParam>& params);
   // Replaces params[i].tensor's diff with the step to subtract; `iter` counts from 0.
   virtual void compute_step(size_t i, Tensor& param, float rate, int iter) = 0;
+  // One fused pass over parameter i: g += decay * w (L2), the rule's step, w -= step, g = 0.
+  // Returns false when the rule has no fused form (the solver then runs the generic passes).
+  virtual bool fused_l2_update(size_t i, Tensor& param, float rate, float decay) {
+    (void)i; (void)param; (void)rate; (void)decay;
+    return false;
+  }
   void save(SolverState* state) const;
   void load(const SolverState& state);
 
