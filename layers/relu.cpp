@@ -42,7 +42,7 @@ class ReLULayer : public Layer {
     parallel_for(bottom[0]->count(), 1 << 15, [y, dy, dx, slope](int64_t begin, int64_t end) {
       // Element i reads and writes only index i, so in-place aliasing is safe to vectorise.
 #pragma GCC ivdep
-      for (int64_t i = begin; i < end; ++i) dx[i] = dy[i] * (y[i] > 0 ? 1.0f : slope);
+      for (int64_t i = begin; i < end; ++i) dx[i] = dy[i] * (slope + (1.0f - slope) * float(y[i] > 0.0f));
     });
   }
 };
