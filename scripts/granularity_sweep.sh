@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Mao et al.'s granularity study on LeNet-5 / Fashion-MNIST: conv2 is pruned at FINE, VECTOR,
 # KERNEL and FILTER granularity to several sparsities (1 dense epoch, 1 epoch of gradual pruning,
-# 1 epoch of retraining), each run against the dense net trained for the same 3 epochs. Prints,
+# 1 epoch of retraining), each run against the dense net trained for the same 3 epochs. The
+# protocol fixes Caffe's "inv" learning-rate policy (base_lr 0.01, gamma 1e-4, power 0.75) for
+# every run, dense included, whatever configs/lenet5.prototxt uses. Prints,
 # per granularity, the highest sparsity within 0.5 points of dense accuracy and conv2's size under
 # the index-saving model of papers.md section 5: values at 8 bits plus one 4-bit relative index
 # per kept group (CR = 32 / (d (b_w + b_i / g))).
@@ -20,6 +22,9 @@ make_config() {  # granularity sparsity -> config path
 import sys, re
 src, dst, g, s = sys.argv[1:]
 t = open(src).read()
+t = re.sub(r'lr_policy: "\w+".*\n(gamma: .*\n)?power: .*\n', 'lr_policy: "inv"\ngamma: 0.0001\npower: 0.75\n', t)
+if g == "DENSE":
+    open(dst, "w").write(t); sys.exit(0)
 i = t.index('name: "conv2"'); j = t.index('convolution_param', i)
 t = t[:j] + 'sparsity_param { policy: "magnitude" granularity: %s target_sparsity: %s }\n    ' % (g, s) + t[j:]
 t = t.rstrip() + '''
@@ -46,7 +51,7 @@ export build work epochs here
 
 levels_FINE="0.9 0.95 0.98"; levels_VECTOR="0.8 0.9 0.95"; levels_KERNEL="0.75 0.9 0.95"; levels_FILTER="0.3 0.5 0.6"
 {
-  echo "dense $here/configs/lenet5.prototxt"
+  echo "dense $(make_config DENSE 0)"
   for g in FINE VECTOR KERNEL FILTER; do
     eval "levels=\$levels_$g"
     for s in $levels; do echo "${g}_$s $(make_config "$g" "$s")"; done

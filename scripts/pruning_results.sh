@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Reproduces the pruning-family results of the README on Fashion-MNIST: each sparse config against
-# the dense config trained for the same number of epochs (same seed, 1 thread per run, JOBS runs
-# at a time). Prints final test accuracy, the difference in points, and the fraction of weights
-# left (from dsgeval on the final snapshot).
+# its dense twin (the same config with every sparsity_param and the schedule removed: same net,
+# solver, seed and epoch budget), 1 thread per run, JOBS runs at a time. Prints final test
+# accuracy, the difference in points, and the fraction of weights left (dsgeval on the final
+# snapshot).
 #   scripts/pruning_results.sh [BUILD_DIR] [JOBS]
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -11,18 +12,26 @@ jobs=${2:-2}
 out=${OUT:-$(mktemp -d)}
 echo "runs in $out"
 
+dense_twin() {  # config -> the same config without sparsity
+  /usr/bin/python3 - "$here/configs/$1.prototxt" "$out/$1_dense.prototxt" <<'PY'
+import re, sys
+t = open(sys.argv[1]).read()
+t = re.sub(r'\n *sparsity_param \{[^}]*\}', '', t)
+t = re.sub(r'\nschedule \{.*\n\}\n?', '\n', t, flags=re.S)
+open(sys.argv[2], "w").write(t)
+PY
+  echo "$out/$1_dense.prototxt"
+}
 # name config epochs
-cat >"$out/jobs" <<JOBS
-lenet300_100_dense10 lenet300_100 10
-lenet300_100_pruned lenet300_100_pruned 10
-lenet5_dense8 lenet5 8
-lenet5_pruned lenet5_pruned 8
-lenet5_dsd lenet5_dsd 8
-lenet5_dense6 lenet5 6
-lenet5_filter_pruned lenet5_filter_pruned 6
-JOBS
+{
+  for c in lenet300_100_pruned:10 lenet5_pruned:8 lenet5_dsd:8 lenet5_filter_pruned:6; do
+    name=${c%:*} epochs=${c#*:}
+    echo "${name}_dense $(dense_twin "$name") $epochs"
+    echo "$name $here/configs/$name.prototxt $epochs"
+  done
+} >"$out/jobs"
 run() {
-  "$build/dsgtrain" "$here/configs/$2.prototxt" --epochs "$3" --threads 1 --seed 1 --output "$out/$1" >"$out/$1.log" 2>&1
+  "$build/dsgtrain" "$2" --epochs "$3" --threads 1 --seed 1 --output "$out/$1" >"$out/$1.log" 2>&1
 }
 export -f run
 export build here out
@@ -35,16 +44,14 @@ density() {  # percent of weights (blob 0 of every layer with parameters) that a
   "$build/dsgeval" "$model" --batches 1 --threads 1 2>/dev/null |
     awk -F'|' '/^\| total/ {gsub(/ /, "", $6); gsub(/ /, "", $7); printf "%.2f", 100 * $7 / $6}'
 }
-printf "%-22s %-20s %9s %9s %10s\n" run baseline accuracy "vs dense" "weights %"
+printf "%-28s %-28s %9s %9s %10s\n" run baseline accuracy "vs dense" "weights %"
 while read -r name cfg epochs; do
   case $name in
-    lenet300_100_pruned) base=lenet300_100_dense10 ;;
-    lenet5_pruned | lenet5_dsd) base=lenet5_dense8 ;;
-    lenet5_filter_pruned) base=lenet5_dense6 ;;
-    *) base=- ;;
+    *_dense) base=- ;;
+    *) base=${name}_dense ;;
   esac
   acc=$(accuracy "$name")
   diff=-
   [ "$base" != - ] && diff=$(awk -v a="$acc" -v b="$(accuracy "$base")" 'BEGIN {printf "%+.2f", 100 * (a - b)}')
-  printf "%-22s %-20s %9s %9s %10s\n" "$name" "$base" "$acc" "$diff" "$(density "$name")"
+  printf "%-28s %-28s %9s %9s %10s\n" "$name" "$base" "$acc" "$diff" "$(density "$name")"
 done <"$out/jobs"
