@@ -14,6 +14,7 @@
 #include "runtime/model_file.hpp"
 #include "runtime/net.hpp"
 #include "runtime/parallel.hpp"
+#include "support/run_tool.hpp"
 #include "support/sparse_configs.hpp"
 
 using dsg::test::TempDir;
@@ -21,27 +22,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct RunResult {
-  int status;
-  std::string output;
-};
-
-RunResult run_tool(const std::string& tool, const std::string& args) {
-  std::string cmd = std::string(DSG_BINARY_DIR) + "/" + tool + " " + args + " 2>&1";
-  FILE* pipe = popen(cmd.c_str(), "r");
-  REQUIRE(pipe);
-  std::string out;
-  std::array<char, 4096> buf;
-  while (size_t n = fread(buf.data(), 1, buf.size(), pipe)) out.append(buf.data(), n);
-  int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
-std::string last_line(const std::string& s) {
-  auto end = s.find_last_not_of('\n');
-  auto start = s.rfind('\n', end);
-  return s.substr(start == std::string::npos ? 0 : start + 1, end - (start == std::string::npos ? 0 : start + 1) + 1);
-}
+using dsg::test::last_line;
+using dsg::test::run_tool;
 
 // Trains the tiny conv net for 30 iterations (FILTER pruning of conv1 and ip1 at iteration 10
 // when `pruned`) and returns the final snapshot.

@@ -18,6 +18,7 @@
 #include <sstream>
 
 #include "runtime/model_file.hpp"
+#include "support/run_tool.hpp"
 #include "support/learnable_dataset.hpp"
 
 using dsg::test::TempDir;
@@ -25,20 +26,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct Run {
-  int status;
-  std::string output;
-};
-
+using Run = dsg::test::ToolRun;
 Run run_binary(const std::string& name, const std::string& args, bool with_stderr = true) {
-  std::string cmd = std::string(DSG_BINARY_DIR) + "/" + name + " " + args + (with_stderr ? " 2>&1" : " 2>/dev/null");
-  FILE* pipe = popen(cmd.c_str(), "r");
-  REQUIRE(pipe);
-  std::string out;
-  std::array<char, 4096> buf;
-  while (size_t n = fread(buf.data(), 1, buf.size(), pipe)) out.append(buf.data(), n);
-  int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+  return dsg::test::run_tool(name, args, with_stderr);
 }
 
 std::string read_all(const std::string& path) {

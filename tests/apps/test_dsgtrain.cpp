@@ -9,31 +9,14 @@
 #include <fstream>
 
 #include "support/learnable_dataset.hpp"
+#include "support/run_tool.hpp"
 
 using dsg::test::TempDir;
 namespace fs = std::filesystem;
 
-struct RunResult {
-  int status;
-  std::string output;
-};
+using dsg::test::last_line;
 
-static RunResult run_dsgtrain(const std::string& args) {
-  std::string cmd = std::string(DSG_BINARY_DIR) + "/dsgtrain " + args + " 2>&1";
-  FILE* pipe = popen(cmd.c_str(), "r");
-  REQUIRE(pipe);
-  std::string out;
-  std::array<char, 4096> buf;
-  while (size_t n = fread(buf.data(), 1, buf.size(), pipe)) out.append(buf.data(), n);
-  int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
-static std::string last_line(const std::string& s) {
-  auto end = s.find_last_not_of('\n');
-  auto start = s.rfind('\n', end);
-  return s.substr(start == std::string::npos ? 0 : start + 1, end - (start == std::string::npos ? 0 : start + 1) + 1);
-}
+static dsg::test::ToolRun run_dsgtrain(const std::string& args) { return dsg::test::run_tool("dsgtrain", args); }
 
 static std::string write(const TempDir& dir, const std::string& name, const std::string& text) {
   std::ofstream(dir.file(name)) << text;
