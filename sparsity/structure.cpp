@@ -197,6 +197,32 @@ void apply_structure(Net& net, const std::vector<std::unique_ptr<SparsityPolicy>
     layer->set_active_outputs(std::move(kept));
   }
   propagate_structure(net);
+  // CHANNEL pruning zeroes whole input channels (Convolution, group 1) or input features
+  // (InnerProduct columns) of the layer itself: skip them too, on top of what the producers
+  // already made zero.
+  for (const auto& p : policies) {
+    if (!p->active() || p->param().granularity() != SparsityParameter::CHANNEL) continue;
+    Layer* layer = net.layer_by_name(p->layer_name());
+    if (!layer || layer->blobs().empty()) continue;
+    const Tensor& w = *layer->blobs()[0];
+    const int64_t rows = w.shape(0), inputs = w.shape(1), per_input = w.count(2);
+    const auto& mask = p->mask();
+    std::vector<uint8_t> live(size_t(inputs), 0);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < inputs; ++c)
+        for (int64_t k = 0; k < per_input && !live[size_t(c)]; ++k)
+          live[size_t(c)] = mask[size_t((r * inputs + c) * per_input + k)];
+    const std::vector<int>& before = layer->active_inputs();
+    std::vector<int> kept;
+    if (before.empty()) {
+      for (int64_t c = 0; c < inputs; ++c)
+        if (live[size_t(c)]) kept.push_back(int(c));
+    } else {
+      for (int c : before)
+        if (live[size_t(c)]) kept.push_back(c);
+    }
+    if (int64_t(kept.size()) < inputs) layer->set_active_inputs(std::move(kept));
+  }
 }
 
 void propagate_structure(Net& net) {

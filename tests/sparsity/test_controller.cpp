@@ -8,6 +8,7 @@
 #include <fstream>
 #include <vector>
 
+#include "datasets/data_layer.hpp"
 #include "runtime/config.hpp"
 #include "runtime/error.hpp"
 #include "runtime/parallel.hpp"
@@ -318,4 +319,38 @@ TEST_CASE("report lines name fired count, sparsity and target", "[sparsity][cont
   CHECK(q.current_target() < 0.45f);
   CHECK(q.sparsity() == Approx(q.current_target()).margin(1.0 / 128));
   CHECK(s.sparsity().describe().size() == 3);  // one phase, two policies
+}
+
+TEST_CASE("CHANNEL pruning makes the layer skip its pruned inputs and gives the same outputs", "[sparsity][controller]") {
+  TempDir dir;
+  test::write_learnable_idx(dir);
+  set_num_threads(1);
+  std::string text =
+      test::tiny_mlp_solver(dir.path().string(), 60, schedule("phase { mode: PRUNE start_iter: 0 }"));
+  LoadedConfig c = load(dir, with_sparsity(text, "ip2", "policy: \"magnitude\" target_sparsity: 0.5 granularity: CHANNEL"));
+  Solver s(c.solver, c.net_locations, cpu_ctx(7), dir.file("channel"));
+  s.solve();
+  Layer& ip2 = *s.train_net().layer_by_name("ip2");
+  const std::vector<int> kept = ip2.active_inputs();
+  REQUIRE(kept.size() == 16);  // 32 inputs, half of the columns pruned
+  for (int k : kept) {
+    bool column_live = false;
+    for (int m = 0; m < 4; ++m) column_live = column_live || ip2.blobs()[0]->data()[m * 32 + k] != 0.0f;
+    CHECK(column_live);
+  }
+  CHECK(s.test_net()->layer_by_name("ip2")->active_inputs() == kept);
+  // The reduced GEMM gives the dense result of the masked weights.
+  Context ctx = cpu_ctx(7);
+  ctx.phase = TEST;
+  auto* data = dynamic_cast<DataLayer*>(s.test_net()->layers()[0].get());
+  REQUIRE(data != nullptr);
+  data->seek(0);
+  s.test_net()->forward(ctx);
+  const Tensor& scores = s.test_net()->blob("ip2");
+  std::vector<float> reduced(scores.data(), scores.data() + scores.count());
+  s.test_net()->layer_by_name("ip2")->set_active_inputs({});
+  data->seek(0);  // the same batch again
+  s.test_net()->forward(ctx);
+  for (int64_t i = 0; i < scores.count(); ++i) CHECK(scores.data()[i] == Approx(reduced[size_t(i)]).margin(1e-5));
+  CHECK(s.losses().back() < s.losses().front());
 }
