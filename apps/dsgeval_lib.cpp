@@ -32,27 +32,6 @@ bool prunable(const Layer& layer) {
   return (t == "Convolution" || t == "InnerProduct") && !layer.blobs().empty();
 }
 
-// Number of output filters / neurons of a prunable layer and whether its weight is stored
-// [K, outputs] (a transposed InnerProduct) rather than [outputs, ...].
-int64_t output_count(const Layer& layer, bool* transposed) {
-  const Tensor& w = *layer.blobs()[0];
-  *transposed = std::string(layer.type()) == "InnerProduct" && layer.param().inner_product_param().transpose();
-  return *transposed ? w.shape(-1) : w.shape(0);
-}
-
-// Mask (1 = keep) keeping the `keep` largest scores; ties keep the lower index.
-std::vector<uint8_t> keep_largest(const std::vector<float>& scores, size_t keep) {
-  std::vector<uint8_t> mask(scores.size(), keep >= scores.size() ? 1 : 0);
-  if (keep >= scores.size() || keep == 0) return mask;
-  std::vector<size_t> order(scores.size());
-  std::iota(order.begin(), order.end(), size_t(0));
-  std::nth_element(order.begin(), order.begin() + long(keep), order.end(), [&](size_t a, size_t b) {
-    return scores[a] > scores[b] || (scores[a] == scores[b] && a < b);
-  });
-  for (size_t i = 0; i < keep; ++i) mask[order[i]] = 1;
-  return mask;
-}
-
 int64_t count_nonzero(const Tensor& t) {
   const float* d = t.data();
   int64_t n = 0;
@@ -64,37 +43,16 @@ int64_t count_nonzero(const Tensor& t) {
 
 void prune_layer(Layer& layer, Granularity granularity, double sparsity) {
   if (!prunable(layer)) throw Error("layer '" + layer.name() + "' (" + layer.type() + ") cannot be pruned");
-  Tensor& w = *layer.blobs()[0];
-  float* d = w.mutable_data();
-  const int64_t n = w.count();
-  if (granularity == Granularity::Element) {
-    int64_t k = std::clamp<int64_t>(std::llround(sparsity * double(n)), 0, n);
-    std::vector<float> score(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) score[size_t(i)] = std::fabs(d[i]);
-    auto keep = keep_largest(score, size_t(n - k));
-    for (int64_t i = 0; i < n; ++i)
-      if (!keep[size_t(i)]) d[i] = 0.0f;
-    return;
-  }
-  bool transposed = false;
-  const int64_t outputs = output_count(layer, &transposed);
-  const int64_t per = n / outputs;
-  auto at = [&](int64_t o, int64_t j) -> float& { return transposed ? d[j * outputs + o] : d[o * per + j]; };
-  std::vector<float> norm(size_t(outputs), 0.0f);
-  for (int64_t o = 0; o < outputs; ++o) {
-    double s = 0;
-    for (int64_t j = 0; j < per; ++j) s += double(at(o, j)) * at(o, j);
-    norm[size_t(o)] = float(std::sqrt(s));
-  }
-  // At least one filter stays: a layer without outputs is no longer a network to evaluate.
-  int64_t k = std::clamp<int64_t>(std::llround(sparsity * double(outputs)), 0, outputs - 1);
-  auto keep = keep_largest(norm, size_t(outputs - k));
-  float* bias = layer.blobs().size() > 1 && layer.blobs()[1]->count() == outputs ? layer.blobs()[1]->mutable_data() : nullptr;
-  for (int64_t o = 0; o < outputs; ++o) {
-    if (keep[size_t(o)]) continue;
-    for (int64_t j = 0; j < per; ++j) at(o, j) = 0.0f;
-    if (bias) bias[o] = 0.0f;
-  }
+  // The same magnitude policy that training uses, fired once (FILTER also zeroes the biases of
+  // pruned filters and always keeps at least one).
+  SparsityParameter sp;
+  sp.set_policy("magnitude");
+  sp.set_target_sparsity(float(std::min(sparsity, 0.9999)));
+  sp.set_granularity(granularity == Granularity::Element ? SparsityParameter::FINE : SparsityParameter::FILTER);
+  if (granularity == Granularity::Filter && std::string(layer.type()) == "InnerProduct" &&
+      layer.param().inner_product_param().transpose())
+    throw Error("layer '" + layer.name() + "': filter sensitivity needs [num_output, K] weights, but this InnerProduct has transpose: true");
+  policy_registry().create("magnitude", sp, layer)->prune_to(float(sparsity));
 }
 
 Evaluator::Evaluator(const std::string& model_path, const std::string& data_dir) {
