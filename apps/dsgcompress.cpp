@@ -9,6 +9,7 @@
 // is refused explicitly.
 // Exit status: 0 on success, 1 on any error (one line "dsgcompress: error: ..."), 2 on bad usage.
 #include "apps/fast_blas.hpp"
+#include "apps/tool_main.hpp"
 #include <google/protobuf/text_format.h>
 
 #include <CLI/CLI.hpp>
@@ -89,14 +90,5 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "dsgcompress: error: --thin needs -o OUT (the output path without extension)\n");
     return 2;
   }
-  try {
-    return run_thin(opt);
-  } catch (const dsg::Error& e) {
-    std::fprintf(stderr, "dsgcompress: error: %s%s%s\n", e.what(), e.hint().empty() ? "" : " (hint: ",
-                 e.hint().empty() ? "" : (e.hint() + ")").c_str());
-    return 1;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "dsgcompress: error: %s\n", e.what());
-    return 1;
-  }
+  return dsg::apps::run_reporting_errors("dsgcompress", [&] { return run_thin(opt); });
 }

@@ -9,6 +9,7 @@
 // lines; progress goes to stderr. Exit status 0 on success, 1 on any error (one line
 // "dsgeval: error: ..."), CLI11's codes for command-line misuse.
 #include "apps/fast_blas.hpp"
+#include "apps/tool_main.hpp"
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -130,16 +131,5 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
-  try {
-    return run(opt);
-  } catch (const dsg::Error& e) {
-    std::fflush(stdout);
-    std::fprintf(stderr, "dsgeval: error: %s%s%s\n", e.what(), e.hint().empty() ? "" : " (hint: ",
-                 e.hint().empty() ? "" : (e.hint() + ")").c_str());
-    return 1;
-  } catch (const std::exception& e) {
-    std::fflush(stdout);
-    std::fprintf(stderr, "dsgeval: error: %s\n", e.what());
-    return 1;
-  }
+  return dsg::apps::run_reporting_errors("dsgeval", [&] { return run(opt); });
 }

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "apps/fast_blas.hpp"
+#include "apps/tool_main.hpp"
 #include "datasets/data_paths.hpp"
 #include "runtime/config.hpp"
 #include "runtime/device.hpp"
@@ -169,15 +170,5 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
   opt.seed_given = app.count("--seed") > 0;
-  try {
-    return run(opt);
-  } catch (const dsg::Error& e) {
-    set_progress_line_active(false);
-    std::fprintf(stderr, "%sdsgtrain: error: %s%s%s\n", ::isatty(STDERR_FILENO) ? "\n" : "", e.what(), e.hint().empty() ? "" : " (hint: ",
-                 e.hint().empty() ? "" : (e.hint() + ")").c_str());
-    return 1;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "dsgtrain: error: %s\n", e.what());
-    return 1;
-  }
+  return dsg::apps::run_reporting_errors("dsgtrain", [&] { return run(opt); });
 }

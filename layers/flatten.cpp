@@ -4,17 +4,14 @@
 #include <vector>
 
 #include "runtime/error.hpp"
-#include "runtime/layer.hpp"
-#include "runtime/parallel.hpp"
+#include "layers/shape_only.hpp"
 
 namespace dsg {
 
-class FlattenLayer : public Layer {
+class FlattenLayer : public ShapeOnlyLayer {
  public:
-  using Layer::Layer;
+  using ShapeOnlyLayer::ShapeOnlyLayer;
   const char* type() const override { return "Flatten"; }
-  int exact_num_bottoms() const override { return 1; }
-  int exact_num_tops() const override { return 1; }
 
  protected:
   void reshape(const TensorVec& bottom, const TensorVec& top) override {
@@ -34,20 +31,6 @@ class FlattenLayer : public Layer {
     shape.push_back(int(x.count(start, end + 1)));
     shape.insert(shape.end(), x.shape().begin() + end + 1, x.shape().end());
     top[0]->reshape(shape);
-  }
-
-  void forward_cpu(const TensorVec& bottom, const TensorVec& top, const Context&) override {
-    const float* x = bottom[0]->data();
-    float* y = top[0]->mutable_data();
-    parallel_for(bottom[0]->count(), 1 << 15, [&](int64_t b, int64_t e) { std::copy(x + b, x + e, y + b); });
-  }
-
-  void backward_cpu(const TensorVec& top, const std::vector<bool>& propagate_down, const TensorVec& bottom,
-                    const Context&) override {
-    if (!propagate_down[0]) return;
-    const float* dy = top[0]->diff();
-    float* dx = bottom[0]->mutable_diff();
-    parallel_for(bottom[0]->count(), 1 << 15, [&](int64_t b, int64_t e) { std::copy(dy + b, dy + e, dx + b); });
   }
 };
 

@@ -7,17 +7,14 @@
 #include <vector>
 
 #include "runtime/error.hpp"
-#include "runtime/layer.hpp"
-#include "runtime/parallel.hpp"
+#include "layers/shape_only.hpp"
 
 namespace dsg {
 
-class ReshapeLayer : public Layer {
+class ReshapeLayer : public ShapeOnlyLayer {
  public:
-  using Layer::Layer;
+  using ShapeOnlyLayer::ShapeOnlyLayer;
   const char* type() const override { return "Reshape"; }
-  int exact_num_bottoms() const override { return 1; }
-  int exact_num_tops() const override { return 1; }
 
  protected:
   void layer_setup(const TensorVec&, const TensorVec&, std::mt19937_64&) override {
@@ -81,20 +78,6 @@ class ReshapeLayer : public Layer {
       throw Error(where() + "new shape " + s + ") does not have the count of bottom " + x.shape_string());
     }
     top[0]->reshape(dims);
-  }
-
-  void forward_cpu(const TensorVec& bottom, const TensorVec& top, const Context&) override {
-    const float* x = bottom[0]->data();
-    float* y = top[0]->mutable_data();
-    parallel_for(bottom[0]->count(), 1 << 15, [&](int64_t b, int64_t e) { std::copy(x + b, x + e, y + b); });
-  }
-
-  void backward_cpu(const TensorVec& top, const std::vector<bool>& propagate_down, const TensorVec& bottom,
-                    const Context&) override {
-    if (!propagate_down[0]) return;
-    const float* dy = top[0]->diff();
-    float* dx = bottom[0]->mutable_diff();
-    parallel_for(bottom[0]->count(), 1 << 15, [&](int64_t b, int64_t e) { std::copy(dy + b, dy + e, dx + b); });
   }
 
  private:

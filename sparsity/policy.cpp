@@ -66,12 +66,17 @@ void SparsityPolicy::prune_to(float sparsity) {
 
 void SparsityPolicy::derive_kept_outputs() {
   kept_outputs_.clear();
+  bias_mask_.clear();
   if (!prunes_outputs()) return;
   const Tensor& w = *layer_.blobs()[0];
   int64_t rows = w.shape(0), per_row = w.count() / std::max<int64_t>(1, rows);
   for (int64_t r = 0; r < rows; ++r)
     if (std::any_of(mask_.begin() + r * per_row, mask_.begin() + (r + 1) * per_row, [](uint8_t m) { return m; }))
       kept_outputs_.push_back(int(r));
+  if (layer_.blobs().size() > 1) {
+    bias_mask_.assign(size_t(layer_.blobs()[1]->count()), 0);
+    for (int r : kept_outputs_) bias_mask_[size_t(r)] = 1;
+  }
 }
 
 void SparsityPolicy::mask_gradients() {
@@ -79,11 +84,9 @@ void SparsityPolicy::mask_gradients() {
   Tensor& w = *layer_.blobs()[0];
   float* g = w.mutable_diff();
   for (int64_t i = 0; i < w.count(); ++i) g[i] *= mask_[size_t(i)];
-  if (prunes_outputs() && layer_.blobs().size() > 1) {
-    std::vector<uint8_t> keep(size_t(layer_.blobs()[1]->count()), 0);
-    for (int r : kept_outputs_) keep[size_t(r)] = 1;
+  if (!bias_mask_.empty()) {
     float* gb = layer_.blobs()[1]->mutable_diff();
-    for (size_t i = 0; i < keep.size(); ++i) gb[i] *= keep[i];
+    for (size_t i = 0; i < bias_mask_.size(); ++i) gb[i] *= bias_mask_[i];
   }
 }
 
@@ -92,17 +95,16 @@ void SparsityPolicy::mask_weights() {
   Tensor& w = *layer_.blobs()[0];
   float* d = w.mutable_data();
   for (int64_t i = 0; i < w.count(); ++i) d[i] *= mask_[size_t(i)];
-  if (prunes_outputs() && layer_.blobs().size() > 1) {
-    std::vector<uint8_t> keep(size_t(layer_.blobs()[1]->count()), 0);
-    for (int r : kept_outputs_) keep[size_t(r)] = 1;
+  if (!bias_mask_.empty()) {
     float* b = layer_.blobs()[1]->mutable_data();
-    for (size_t i = 0; i < keep.size(); ++i) b[i] *= keep[i];
+    for (size_t i = 0; i < bias_mask_.size(); ++i) b[i] *= bias_mask_[i];
   }
 }
 
 void SparsityPolicy::release() {
   active_ = false;
   kept_outputs_.clear();
+  bias_mask_.clear();
   current_target_ = 0;
 }
 
@@ -154,8 +156,12 @@ void SparsityPolicy::load(const PolicyState& state) {
   } else if (active_) {
     throw Error("layer '" + layer_.name() + "': snapshot marks the policy active but holds no mask");
   }
-  if (active_) derive_kept_outputs();
-  else kept_outputs_.clear();
+  if (active_) {
+    derive_kept_outputs();
+  } else {
+    kept_outputs_.clear();
+    bias_mask_.clear();
+  }
 }
 
 std::vector<uint8_t> keep_top(const std::vector<float>& scores, size_t keep) {

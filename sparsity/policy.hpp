@@ -77,6 +77,7 @@ class SparsityPolicy {
 
   std::vector<uint8_t> mask_;
   std::vector<int> kept_outputs_;
+  std::vector<uint8_t> bias_mask_;  // FILTER: 1 for the bias of each kept output (derived from mask_)
   bool active_ = false;
   int64_t fired_ = 0;
   float current_target_ = 0;
