@@ -212,7 +212,7 @@ void Solver::solve() {
       window_start = Clock::now();
       window_iter = iter_;
     }
-    sparsity.before_update();
+    sparsity.before_update(rate);
     apply_update(rate);
     sparsity.after_update();
     ++iter_;

@@ -14,6 +14,35 @@ SparsityController::SparsityController(Net& net, const SolverParameter& solver, 
                                        int64_t train_set_size)
     : net_(net) {
   bool first_conv_seen = false;
+  // TTQ leaves the first and last weight layers full precision by default (Zhu et al.).
+  std::string first_weighted, last_weighted;
+  for (const auto& layer : net.layers()) {
+    std::string type = layer->type();
+    if (type != "Convolution" && type != "InnerProduct") continue;
+    if (first_weighted.empty()) first_weighted = layer->name();
+    last_weighted = layer->name();
+  }
+  for (const auto& layer : net.layers()) {
+    if (!layer->param().has_quant_param()) continue;
+    const QuantizationParameter& qp = layer->param().quant_param();
+    if (qp.method() == QuantizationParameter::TTQ && !qp.force() &&
+        (layer->name() == first_weighted || layer->name() == last_weighted)) {
+      log_warn("layer '" + layer->name() + "' is the " + (layer->name() == first_weighted ? "first" : "last") +
+               " weight layer, which TTQ leaves full precision by default; set quant_param { force: true } to "
+               "ternarise it");
+      continue;
+    }
+    std::unique_ptr<Quantizer> quantizer;
+    try {
+      quantizer = quantizer_registry().create(quantizer_name(qp.method()), qp, *layer);
+      quantizer->validate();
+    } catch (const Error& e) {
+      std::string msg = e.what();
+      if (msg.rfind("layer '", 0) != 0) msg = "layer '" + layer->name() + "': " + msg;
+      throw Error(msg, e.hint());
+    }
+    quantizers_.push_back(std::move(quantizer));
+  }
   for (const auto& layer : net.layers()) {
     bool is_first_conv = std::string(layer->type()) == "Convolution" && !first_conv_seen;
     if (std::string(layer->type()) == "Convolution") first_conv_seen = true;
@@ -45,13 +74,18 @@ SparsityController::SparsityController(Net& net, const SolverParameter& solver, 
   gradual_start_.assign(policies_.size(), 0.0f);
 
   const auto& spec = solver.schedule();
-  if (policies_.empty()) {
-    if (spec.phase_size() > 0) throw Error("the solver has a sparsity schedule but no layer has a sparsity_param");
+  if (empty()) {
+    if (spec.phase_size() > 0)
+      throw Error("the solver has a sparsity schedule but no layer has a sparsity_param or quant_param");
     return;
   }
-  if (spec.phase_size() == 0)
-    throw Error("layer '" + policies_[0]->layer_name() + "' has a sparsity_param but the solver has no schedule",
-                "add schedule { phase { mode: PRUNE start_epoch: ... } } to the solver");
+  if (spec.phase_size() == 0) {
+    if (!policies_.empty())
+      throw Error("layer '" + policies_[0]->layer_name() + "' has a sparsity_param but the solver has no schedule",
+                  "add schedule { phase { mode: PRUNE start_epoch: ... } } to the solver");
+    throw Error("layer '" + quantizers_[0]->layer_name() + "' has a quant_param but the solver has no schedule",
+                "add schedule { phase { mode: QUANTIZE start_epoch: ... } } to the solver");
+  }
   const int max_iter = solver.max_iter();
   for (int i = 0; i < spec.phase_size(); ++i) {
     const SchedulePhase& p = spec.phase(i);
@@ -76,8 +110,16 @@ SparsityController::SparsityController(Net& net, const SolverParameter& solver, 
     for (const auto& l : p.layer()) {
       bool found = false;
       for (const auto& pol : policies_) found = found || pol->layer_name() == l;
-      if (!found) throw Error("schedule phase " + name + " names layer '" + l + "', which has no sparsity policy");
+      for (const auto& q : quantizers_) found = found || q->layer_name() == l;
+      if (!found) throw Error("schedule phase " + name + " names layer '" + l + "', which has no sparsity policy or quantizer");
     }
+    bool quantized_before = false;
+    for (const auto& ph : phases_) quantized_before = quantized_before || ph.spec.mode() == SchedulePhase::QUANTIZE;
+    if (quantized_before && (p.mode() == SchedulePhase::PRUNE || p.mode() == SchedulePhase::GRADUAL ||
+                             p.mode() == SchedulePhase::DENSE))
+      throw Error("schedule phase " + name + " (" + SchedulePhase::Mode_Name(p.mode()) +
+                  ") comes after a QUANTIZE phase; quantization keeps the sparsity pattern, so pruning or "
+                  "re-densifying must happen before it");
     phases_.push_back(phase);
   }
   for (size_t i = 0; i < phases_.size(); ++i) {
@@ -96,13 +138,21 @@ SparsityController::SparsityController(Net& net, const SolverParameter& solver, 
       throw Error("the sparsity policy of layer '" + pol->layer_name() + "' never fires: no PRUNE or GRADUAL phase that drives it starts before max_iter (" +
                   std::to_string(max_iter) + ")");
   }
+  for (const auto& q : quantizers_) {
+    bool fires = false;
+    for (const auto& ph : phases_)
+      fires = fires || (ph.spec.mode() == SchedulePhase::QUANTIZE && ph.start < max_iter && drives(ph, q->layer_name()));
+    if (!fires)
+      throw Error("the quantizer of layer '" + q->layer_name() + "' never fires: no QUANTIZE phase that drives it starts before max_iter (" +
+                  std::to_string(max_iter) + ")");
+  }
   validate_structure(net_, policies_);
 }
 
-bool SparsityController::drives(const Phase& phase, const SparsityPolicy& policy) const {
+bool SparsityController::drives(const Phase& phase, const std::string& layer) const {
   if (phase.spec.layer_size() == 0) return true;
   for (const auto& l : phase.spec.layer())
-    if (l == policy.layer_name()) return true;
+    if (l == layer) return true;
   return false;
 }
 
@@ -202,6 +252,12 @@ void SparsityController::begin_iteration(int iter) {
       std::vector<float> targets;
       for (auto& pol : policies_) targets.push_back(pol->resolve_target(phase.spec.sparsity_scale()));
       prune_driven(phase, targets);
+    } else if (mode == SchedulePhase::QUANTIZE) {
+      for (auto& q : quantizers_)
+        if (drives(phase, q->layer_name()) && !q->active()) {
+          q->quantize();
+          log_info("    Quantized " + q->layer_name() + ": " + q->describe());
+        }
     } else if (mode == SchedulePhase::GRADUAL) {
       for (size_t i = 0; i < policies_.size(); ++i)
         gradual_start_[i] = policies_[i]->active() ? policies_[i]->current_target() : 0.0f;
@@ -212,12 +268,14 @@ void SparsityController::begin_iteration(int iter) {
     prune_driven(phase, gradual_targets(phase, iter));
 }
 
-void SparsityController::before_update() {
+void SparsityController::before_update(float rate) {
   for (auto& pol : policies_) pol->mask_gradients();
+  for (auto& q : quantizers_) q->before_update(rate);
 }
 
 void SparsityController::after_update() {
   for (auto& pol : policies_) pol->mask_weights();
+  for (auto& q : quantizers_) q->after_update();
 }
 
 std::vector<std::string> SparsityController::report() const {
@@ -233,6 +291,8 @@ std::vector<std::string> SparsityController::report() const {
                            pol->active() ? "" : pol->fired() ? ", masks released" : ", not pruned yet",
                            detail.empty() ? "" : ", ", detail.c_str()));
   }
+  for (const auto& q : quantizers_)
+    lines.push_back("    Quantization " + q->layer_name() + ": " + q->describe());
   return lines;
 }
 
@@ -255,6 +315,14 @@ std::vector<std::string> SparsityController::describe() const {
                                             : strfmt("target %.1f%%", 100.0 * sp.target_sparsity()).c_str(),
                            SparsityParameter::Scope_Name(sp.scope()).c_str()));
   }
+  for (const auto& q : quantizers_) {
+    const auto& qp = q->param();
+    lines.push_back(strfmt("    quantizer %s on layer %s: %s", q->type(), q->layer_name().c_str(),
+                           qp.method() == QuantizationParameter::TTQ
+                               ? strfmt("threshold %g x max|w|", qp.threshold()).c_str()
+                               : strfmt("%u bits, %s init", qp.bits(),
+                                        QuantizationParameter::Init_Name(qp.init()).c_str()).c_str()));
+  }
   return lines;
 }
 
@@ -264,6 +332,7 @@ void SparsityController::save(ModelFile* model) const {
     policies_[i]->save(s);
     s->add_value(gradual_start_[i]);
   }
+  for (const auto& q : quantizers_) q->save(model->add_quantizer());
 }
 
 void SparsityController::load(const ModelFile& model, int iter) {
@@ -276,6 +345,14 @@ void SparsityController::load(const ModelFile& model, int iter) {
       throw Error("the snapshot holds no sparsity state for layer '" + policies_[i]->layer_name() + "'");
     policies_[i]->load(*it->second);
     gradual_start_[i] = it->second->value_size() > 0 ? it->second->value(0) : 0.0f;
+  }
+  std::map<std::string, const QuantizerState*> quantizer_by_layer;
+  for (const auto& s : model.quantizer()) quantizer_by_layer[s.layer()] = &s;
+  for (auto& q : quantizers_) {
+    auto it = quantizer_by_layer.find(q->layer_name());
+    if (it == quantizer_by_layer.end())
+      throw Error("the snapshot holds no quantizer state for layer '" + q->layer_name() + "'");
+    q->load(*it->second);
   }
   structure_changed();
 }

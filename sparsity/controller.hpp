@@ -2,7 +2,9 @@
 // schedule (epochs to iterations), and drives the policies through the training loop:
 //   begin_iteration(it)  phase changes: DENSE releases masks, PRUNE prunes once, GRADUAL follows
 //                        the cubic (AGP) ramp, HOLD keeps masks;
-//   before_update()      masks gradients; after_update() masks weights (pruned stay exactly 0);
+//                        QUANTIZE quantizes the layers with a quant_param (k-means or TTQ);
+//   before_update(rate)  masks gradients, then lets quantizers reshape them (cluster sums, TTQ);
+//   after_update()       masks weights (pruned stay exactly 0), then projects quantized layers;
 //   lr_mult(it)          the phase's learning-rate multiplier;
 //   report()             "fired N times, sparsity X% (target Y%)" per policy;
 //   save()/load()        policy state in snapshots, so a resumed run continues identically.
@@ -14,6 +16,7 @@
 #include "dsg.pb.h"
 #include "runtime/net.hpp"
 #include "sparsity/policy.hpp"
+#include "sparsity/quantizer.hpp"
 
 namespace dsg {
 
@@ -24,12 +27,12 @@ class SparsityController {
   // fires before max_iter.
   SparsityController(Net& net, const SolverParameter& solver, int64_t samples_per_iter, int64_t train_set_size);
 
-  bool empty() const { return policies_.empty(); }
+  bool empty() const { return policies_.empty() && quantizers_.empty(); }
   // Another net sharing the weights (the TEST net) whose layers also get the structured sparsity.
   void add_mirror(Net& net) { mirrors_.push_back(&net); }
   void begin_iteration(int iter);
   float lr_mult(int iter) const;
-  void before_update();
+  void before_update(float rate);
   void after_update();
   std::vector<std::string> report() const;
   // The resolved schedule, one line per phase.
@@ -39,6 +42,7 @@ class SparsityController {
   void load(const ModelFile& model, int iter);
 
   const std::vector<std::unique_ptr<SparsityPolicy>>& policies() const { return policies_; }
+  const std::vector<std::unique_ptr<Quantizer>>& quantizers() const { return quantizers_; }
   // Index of the phase active at `iter`, -1 before the first phase.
   int phase_at(int iter) const;
 
@@ -50,7 +54,8 @@ class SparsityController {
   const std::vector<Phase>& phases() const { return phases_; }
 
  private:
-  bool drives(const Phase& phase, const SparsityPolicy& policy) const;
+  bool drives(const Phase& phase, const std::string& layer) const;
+  bool drives(const Phase& phase, const SparsityPolicy& policy) const { return drives(phase, policy.layer_name()); }
   void prune_driven(const Phase& phase, const std::vector<float>& targets);
   std::vector<float> gradual_targets(const Phase& phase, int iter) const;
   void structure_changed();
@@ -58,6 +63,7 @@ class SparsityController {
   Net& net_;
   std::vector<Net*> mirrors_;
   std::vector<std::unique_ptr<SparsityPolicy>> policies_;
+  std::vector<std::unique_ptr<Quantizer>> quantizers_;
   std::vector<Phase> phases_;
   std::vector<float> gradual_start_;  // per policy: sparsity when the current GRADUAL phase began
 };

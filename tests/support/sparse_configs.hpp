@@ -9,18 +9,28 @@
 
 namespace dsg::test {
 
-// Returns `solver_text` with `sparsity_param { <body> }` added to every layer named `layer`
-// (inserted right after `layer { name: "<layer>"`). Throws std::logic_error if there is none.
-inline std::string with_sparsity(std::string solver_text, const std::string& layer, const std::string& body) {
+// Returns `solver_text` with `field` (e.g. "quant_param { bits: 4 }") added to every layer named
+// `layer` (inserted right after `layer { name: "<layer>"`). Throws std::logic_error if there is none.
+inline std::string with_layer_field(std::string solver_text, const std::string& layer, const std::string& field) {
   const std::string anchor = "layer { name: \"" + layer + "\"";
   size_t pos = solver_text.find(anchor);
-  if (pos == std::string::npos) throw std::logic_error("with_sparsity: no layer named " + layer);
+  if (pos == std::string::npos) throw std::logic_error("with_layer_field: no layer named " + layer);
   while (pos != std::string::npos) {
-    std::string insert = " sparsity_param { " + body + " }";
+    std::string insert = " " + field;
     solver_text.insert(pos + anchor.size(), insert);
     pos = solver_text.find(anchor, pos + anchor.size() + insert.size());
   }
   return solver_text;
+}
+
+// `sparsity_param { <body> }` on every layer named `layer`.
+inline std::string with_sparsity(const std::string& solver_text, const std::string& layer, const std::string& body) {
+  return with_layer_field(solver_text, layer, "sparsity_param { " + body + " }");
+}
+
+// `quant_param { <body> }` on every layer named `layer`.
+inline std::string with_quant(const std::string& solver_text, const std::string& layer, const std::string& body) {
+  return with_layer_field(solver_text, layer, "quant_param { " + body + " }");
 }
 
 // `schedule { <phases> }` followed by a newline, for the extra_solver argument.

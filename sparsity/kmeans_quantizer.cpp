@@ -1,0 +1,82 @@
+// Deep Compression weight sharing (Han et al. 2016, Sec. 3): 2^bits - 1 shared values per layer
+// found by 1-D k-means over the non-zero weights (code 0 stays the zero weight, so pruned weights
+// remain pruned), then centroid fine-tuning: every weight of cluster k receives the cluster's
+// summed gradient dC_k = sum_{i in k} dL/dw_i, the solver takes its step (momentum and weight
+// decay included), and the cluster's updated members are averaged back into one centroid.
+#include <cmath>
+#include <functional>
+
+#include "runtime/error.hpp"
+#include "runtime/layer.hpp"
+#include "sparsity/kmeans.hpp"
+#include "sparsity/quantizer.hpp"
+
+namespace dsg {
+namespace {
+
+class KMeansQuantizer : public Quantizer {
+ public:
+  using Quantizer::Quantizer;
+  const char* type() const override { return "kmeans"; }
+
+  void validate() const override {
+    Quantizer::validate();
+    if (param_.bits() < 1 || param_.bits() > 8)
+      throw Error("layer '" + layer_.name() + strfmt("' quant_param: bits must be 1..8 for KMEANS, got %u", param_.bits()));
+  }
+
+  void quantize() override {
+    const Tensor& w = *layer_.blobs()[0];
+    const float* d = w.data();
+    std::vector<float> values;
+    for (int64_t i = 0; i < w.count(); ++i)
+      if (d[i] != 0.0f) values.push_back(d[i]);
+    const int k = (1 << param_.bits()) - 1;
+    std::vector<float> centroids =
+        kmeans_init(values, k, param_.init(), std::hash<std::string>()(layer_.name()));
+    std::vector<int> assign = kmeans_1d(values, centroids, int(param_.kmeans_iterations()));
+    codebook_.assign(1, 0.0f);
+    codebook_.insert(codebook_.end(), centroids.begin(), centroids.end());
+    codes_.assign(size_t(w.count()), 0);
+    size_t next = 0;
+    for (int64_t i = 0; i < w.count(); ++i)
+      if (d[i] != 0.0f) codes_[size_t(i)] = uint8_t(1 + assign[next++]);
+    write_weights();
+    active_ = true;
+  }
+
+  void before_update(float) override {
+    if (!active_) return;
+    Tensor& w = *layer_.blobs()[0];
+    float* g = w.mutable_diff();
+    std::vector<double> sums = cluster_gradient_sums(codes_, g, codebook_.size());
+    for (int64_t i = 0; i < w.count(); ++i) g[i] = codes_[size_t(i)] ? float(sums[codes_[size_t(i)]]) : 0.0f;
+  }
+
+  void after_update() override {
+    if (!active_) return;
+    const Tensor& w = *layer_.blobs()[0];
+    const float* d = w.data();
+    std::vector<double> sum(codebook_.size(), 0.0);
+    std::vector<int64_t> count(codebook_.size(), 0);
+    for (int64_t i = 0; i < w.count(); ++i) sum[codes_[size_t(i)]] += d[i], ++count[codes_[size_t(i)]];
+    for (size_t c = 1; c < codebook_.size(); ++c)
+      if (count[c]) codebook_[c] = float(sum[c] / double(count[c]));
+    write_weights();
+  }
+
+  std::string describe() const override {
+    if (!active_) return strfmt("k-means %u bits, not quantized yet", param_.bits());
+    size_t used = 0;
+    std::vector<bool> seen(codebook_.size(), false);
+    for (uint8_t c : codes_)
+      if (c && !seen[c]) seen[c] = true, ++used;
+    return strfmt("k-means %u bits, %zu of %zu shared values in use", param_.bits(), used, codebook_.size() - 1);
+  }
+};
+
+}  // namespace
+
+DSG_REGISTER_QUANTIZER("kmeans", KMeansQuantizer);
+
+}  // namespace dsg

@@ -1,0 +1,120 @@
+// Trained Ternary Quantization (Zhu et al. 2017), as the official code computes it:
+//   delta = t * max|w~|;  w_t = W_p (w~ > delta), 0 (|w~| <= delta), -W_n (w~ < -delta);
+//   dL/dW_p = sum_{w~ > delta} g,  dL/dW_n = -sum_{w~ < -delta} g   (w_t = -W_n gives the minus);
+//   dL/dw~  = W_p g, g, W_n g on the three sets.
+// The weight blob holds w_t for forward/backward; around the solver's update it holds the latent
+// w~ so that the solver (momentum, weight decay) trains the latent weights; W_p and W_n take plain
+// SGD steps at the layer's learning rate. Difference from the official code: W_p and W_n start at
+// the mean magnitude of their sets instead of 1.0, so quantizing a trained model does not rescale
+// it (documented in the README).
+#include <algorithm>
+#include <cmath>
+
+#include "runtime/error.hpp"
+#include "runtime/layer.hpp"
+#include "sparsity/quantizer.hpp"
+
+namespace dsg {
+namespace {
+
+class TtqQuantizer : public Quantizer {
+ public:
+  using Quantizer::Quantizer;
+  const char* type() const override { return "ttq"; }
+
+  void validate() const override {
+    Quantizer::validate();
+    if (!(param_.threshold() > 0 && param_.threshold() < 1))
+      throw Error("layer '" + layer_.name() + strfmt("' quant_param: threshold must be in (0, 1), got %g", param_.threshold()));
+  }
+
+  void quantize() override {
+    const Tensor& w = *layer_.blobs()[0];
+    latent_.assign(w.data(), w.data() + w.count());
+    assign_codes();
+    double pos = 0, neg = 0;
+    int64_t np = 0, nn = 0;
+    for (size_t i = 0; i < latent_.size(); ++i) {
+      if (codes_[i] == 1) pos += latent_[i], ++np;
+      if (codes_[i] == 2) neg -= latent_[i], ++nn;
+    }
+    wp_ = np ? float(pos / double(np)) : 1.0f;
+    wn_ = nn ? float(neg / double(nn)) : 1.0f;
+    active_ = true;
+    publish();
+  }
+
+  void before_update(float rate) override {
+    if (!active_) return;
+    Tensor& w = *layer_.blobs()[0];
+    float* g = w.mutable_diff();
+    double dwp = 0, dwn = 0;
+    for (int64_t i = 0; i < w.count(); ++i) {
+      uint8_t c = codes_[size_t(i)];
+      if (c == 1) dwp += g[i], g[i] *= wp_;
+      else if (c == 2) dwn -= g[i], g[i] *= wn_;
+    }
+    float lr = rate * (layer_.param().param_size() > 0 ? layer_.param().param(0).lr_mult() : 1.0f);
+    wp_ = float(wp_ - lr * dwp);
+    wn_ = float(wn_ - lr * dwn);
+    // The solver updates the latent weights.
+    std::copy(latent_.begin(), latent_.end(), w.mutable_data());
+  }
+
+  void after_update() override {
+    if (!active_) return;
+    const Tensor& w = *layer_.blobs()[0];
+    latent_.assign(w.data(), w.data() + w.count());
+    assign_codes();
+    publish();
+  }
+
+  std::string describe() const override {
+    if (!active_) return "ttq, not quantized yet";
+    int64_t zeros = std::count(codes_.begin(), codes_.end(), uint8_t(0));
+    return strfmt("ttq W_p %.4g W_n %.4g, %.1f%% zeros", wp_, wn_, 100.0 * double(zeros) / double(codes_.size()));
+  }
+
+  void save(QuantizerState* state) const override {
+    Quantizer::save(state);
+    BlobProto* latent = state->mutable_latent();
+    latent->mutable_shape()->add_dim(int64_t(latent_.size()));
+    for (float v : latent_) latent->add_data(v);
+  }
+
+  void load(const QuantizerState& state) override {
+    Quantizer::load(state);
+    if (!active_) return;
+    if (codebook_.size() != 3 || int64_t(state.latent().data_size()) != layer_.blobs()[0]->count())
+      throw Error("the snapshot's TTQ state for layer '" + layer_.name() + "' is incomplete");
+    latent_.assign(state.latent().data().begin(), state.latent().data().end());
+    wp_ = codebook_[1];
+    wn_ = -codebook_[2];
+  }
+
+  // For tests: the latent full-precision weights and the scales.
+  float wp() const { return wp_; }
+  float wn() const { return wn_; }
+
+ private:
+  void assign_codes() {
+    float m = 0;
+    for (float v : latent_) m = std::max(m, std::fabs(v));
+    const float delta = param_.threshold() * m;
+    codes_.assign(latent_.size(), 0);
+    for (size_t i = 0; i < latent_.size(); ++i) codes_[i] = latent_[i] > delta ? 1 : latent_[i] < -delta ? 2 : 0;
+  }
+  void publish() {
+    codebook_ = {0.0f, wp_, -wn_};
+    write_weights();
+  }
+
+  std::vector<float> latent_;
+  float wp_ = 1.0f, wn_ = 1.0f;
+};
+
+}  // namespace
+
+DSG_REGISTER_QUANTIZER("ttq", TtqQuantizer);
+
+}  // namespace dsg
