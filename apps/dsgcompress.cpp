@@ -1,12 +1,19 @@
 // dsgcompress: model compression front end.
+//   dsgcompress MODEL.dsgmodel -o OUT.dsgz [--index-bits B] [--no-blocks]
+//       Deep Compression storage (compress/dsgz.hpp): k-means layers as codebook codes with
+//       relative indices, TTQ layers as packed 2-bit codes + two scales, other sparse weights as
+//       relative indices + floats, Huffman-coded, in a versioned container with checksums. Prints
+//       a per-blob table (parameters, non-zeros, weight / index bits before -> after Huffman,
+//       bytes before / after Huffman, ratio) and the total against 32-bit dense; then reads the
+//       file back and checks that every decoded weight is bit-identical to the model's.
+//   dsgcompress MODEL.dsgz -o OUT.dsgmodel --decode
+//       The decoded model as a plain .dsgmodel (net + weights).
+//   dsgcompress MODEL(.dsgmodel|.dsgz) --format onnx -o OUT.onnx [--data DIR] [--shared-weights]
+//       The decoded model as ONNX; with --shared-weights, quantized weights are exported as
+//       Gather(codebook, codes).
 //   dsgcompress --thin MODEL.dsgmodel -o OUT [--data DIR]
-// --thin removes the output channels pruned by FILTER policies (and the matching inputs of the
-// layers that consume them; sparsity/thin.hpp) and writes OUT.prototxt, a plain solver config
-// (no sparsity_param, no schedule, reduced num_output), and OUT.dsgmodel, the net, solver and
-// thinned weights (no solver state or masks), which a plain Net loads with no sparsity runtime.
-// It prints a table of outputs, parameters and MACs per image before -> after for every
-// Convolution / InnerProduct layer. The default mode (a .dsgz archive) is not implemented yet and
-// is refused explicitly.
+//       Removes the output channels pruned by FILTER policies (sparsity/thin.hpp) and writes
+//       OUT.prototxt (a plain solver config) and OUT.dsgmodel.
 // Exit status: 0 on success, 1 on any error (one line "dsgcompress: error: ..."), 2 on bad usage.
 #include "apps/fast_blas.hpp"
 #include "apps/tool_main.hpp"
@@ -14,35 +21,58 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
+#include <map>
+#include <random>
 
+#include "compress/dsgz.hpp"
+#include "datasets/data_paths.hpp"
 #include "runtime/error.hpp"
 #include "runtime/model_file.hpp"
+#include "runtime/net.hpp"
 #include "runtime/parallel.hpp"
 #include "sparsity/thin.hpp"
+#ifdef DSG_WITH_ONNX
+#include "apps/onnx_export.hpp"
+#endif
 
 namespace fs = std::filesystem;
 using namespace dsg;
+using namespace dsg::compress;
 
 namespace {
 
 struct Options {
-  std::string model, output, data_dir;
-  bool thin = false;
+  std::string model, output, data_dir, format = "dsgz";
+  bool thin = false, decode = false, no_blocks = false, shared_weights = false;
+  int index_bits = 0;
   int threads = 1;
 };
 
+bool ends_with(const std::string& s, const std::string& e) {
+  return s.size() >= e.size() && s.compare(s.size() - e.size(), e.size(), e) == 0;
+}
+
 // OUT without a trailing .prototxt / .dsgmodel.
 std::string output_stem(std::string out) {
-  for (const char* ext : {".prototxt", ".dsgmodel"}) {
-    const std::string e = ext;
-    if (out.size() > e.size() && out.compare(out.size() - e.size(), e.size(), e) == 0) out.resize(out.size() - e.size());
-  }
+  for (const char* ext : {".prototxt", ".dsgmodel"})
+    if (out.size() > std::strlen(ext) && ends_with(out, ext)) out.resize(out.size() - std::strlen(ext));
   return out;
 }
 
+// A .dsgmodel or a decoded .dsgz.
+ModelFile read_any_model(const std::string& path, DsgzModel* dsgz = nullptr) {
+  if (looks_like_dsgz(path)) {
+    DsgzModel m = read_dsgz_file(path);
+    ModelFile out = decode_model(m);
+    if (dsgz) *dsgz = std::move(m);
+    return out;
+  }
+  return read_model_file(path);
+}
+
 int run_thin(const Options& opt) {
-  set_num_threads(opt.threads);
   const ModelFile model = read_model_file(opt.model);
   ThinnedModel thinned = thin_model(model, opt.model, opt.data_dir);
   const std::string stem = output_stem(opt.output);
@@ -66,29 +96,137 @@ int run_thin(const Options& opt) {
   return 0;
 }
 
+std::string bits_cell(int fixed, double huffman, bool huffman_applies) {
+  if (fixed == 0) return "-";
+  return huffman_applies ? strfmt("%d -> %.2f", fixed, huffman) : strfmt("%d", fixed);
+}
+
+std::string ratio_cell(double dense, double stored) { return stored > 0 ? strfmt("%.1fx", dense / stored) : "-"; }
+
+int run_dsgz(const Options& opt) {
+  const ModelFile model = read_model_file(opt.model);
+  CompressOptions co;
+  co.index_bits = opt.index_bits;
+  co.try_blocks = !opt.no_blocks;
+  CompressResult r = compress_model(model, co);
+  std::string bytes(r.bytes.begin(), r.bytes.end());
+  write_file_atomically(opt.output, bytes);
+
+  std::printf("dsgcompress %s -> %s\n\n", opt.model.c_str(), opt.output.c_str());
+  std::printf("| blob | encoding | params | non-zeros | block | weight bits | index bits | fillers | bytes before Huffman | bytes | ratio |\n");
+  std::printf("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+  int64_t params = 0, nonzeros = 0, fixed = 0, stored = 0;
+  for (const auto& s : r.stats) {
+    const bool coded = s.kind == BlobKind::CODEBOOK || s.kind == BlobKind::SPARSE_F32;
+    std::printf("| %s/%d | %s | %lld | %lld | %s | %s | %s | %s | %lld | %lld | %s |\n", s.layer.c_str(), s.index,
+                blob_kind_name(s.kind), (long long)s.params, (long long)s.nonzeros,
+                coded ? std::to_string(s.block).c_str() : "-",
+                bits_cell(s.weight_bits, s.weight_bits_huffman, s.kind == BlobKind::CODEBOOK).c_str(),
+                bits_cell(coded ? s.index_bits : 0, s.index_bits_huffman, true).c_str(),
+                coded ? std::to_string(s.fillers).c_str() : "-", (long long)s.bytes_fixed, (long long)s.bytes,
+                ratio_cell(4.0 * double(s.params), double(s.bytes)).c_str());
+    params += s.params, nonzeros += s.nonzeros, fixed += s.bytes_fixed, stored += s.bytes;
+  }
+  const double dense = 4.0 * double(params);
+  std::printf("| **total** | | %lld | %lld (%.2f%%) | | | | | %lld | %lld | %s |\n\n", (long long)params,
+              (long long)nonzeros, 100.0 * double(nonzeros) / double(std::max<int64_t>(1, params)), (long long)fixed,
+              (long long)stored, ratio_cell(dense, double(stored)).c_str());
+  std::printf("32-bit dense parameters: %.0f bytes\n", dense);
+  std::printf("parameters before Huffman: %lld bytes (%s); after Huffman: %lld bytes (%s)\n", (long long)fixed,
+              ratio_cell(dense, double(fixed)).c_str(), (long long)stored, ratio_cell(dense, double(stored)).c_str());
+  std::printf("file: %zu bytes = parameters + network description %lld + container %lld; compression %s\n",
+              r.bytes.size(), (long long)r.net_bytes, (long long)(int64_t(r.bytes.size()) - stored - r.net_bytes),
+              ratio_cell(dense, double(r.bytes.size())).c_str());
+
+  // Read the file back: every decoded weight must equal the model's bit for bit.
+  ModelFile decoded = decode_model(read_dsgz_file(opt.output));
+  if (decoded.param_size() != model.param_size()) throw Error("round trip: the decoded model has a different blob count");
+  for (int i = 0; i < model.param_size(); ++i) {
+    const auto& a = model.param(i).blob().data();
+    const auto& b = decoded.param(i).blob().data();
+    if (a.size() != b.size() || std::memcmp(a.data(), b.data(), sizeof(float) * size_t(a.size())) != 0)
+      throw Error("round trip: blob " + model.param(i).layer() + "/" + std::to_string(model.param(i).index()) +
+                  " does not decode to the same weights");
+  }
+  std::printf("round trip: all %d blobs decode bit-identical\n", model.param_size());
+  return 0;
+}
+
+int run_decode(const Options& opt) {
+  ModelFile m = read_any_model(opt.model);
+  write_model_file(opt.output, m);
+  std::printf("decoded %s -> %s (%d blobs)\n", opt.model.c_str(), opt.output.c_str(), m.param_size());
+  return 0;
+}
+
+int run_onnx(const Options& opt) {
+#ifdef DSG_WITH_ONNX
+  DsgzModel dsgz;
+  ModelFile model = read_any_model(opt.model, &dsgz);
+  NetParameter param = model.net();
+  resolve_data_sources(param, ".", opt.data_dir);
+  std::mt19937_64 rng(0);
+  Net net(param, TEST, rng);
+  net.params_from_proto(model);
+  OnnxExportOptions eo;
+  if (opt.shared_weights) {
+    // Codebooks from the .dsgz blobs, or from a snapshot's k-means / TTQ quantizer state.
+    for (const auto& b : dsgz.blobs) {
+      if (b.kind != BlobKind::CODEBOOK && b.kind != BlobKind::TERNARY) continue;
+      std::vector<uint32_t> codes = decode_codes(b);
+      eo.shared[{b.layer, b.index}] = {b.codebook, std::vector<int32_t>(codes.begin(), codes.end())};
+    }
+    for (const auto& q : model.quantizer()) {
+      if (!q.active()) continue;
+      const auto* codes = reinterpret_cast<const uint8_t*>(q.codes().data());
+      eo.shared[{q.layer(), 0}] = {std::vector<float>(q.codebook().begin(), q.codebook().end()),
+                                   std::vector<int32_t>(codes, codes + q.codes().size())};
+    }
+    if (eo.shared.empty()) throw Error("--shared-weights: the model has no quantized (codebook) layers");
+  }
+  export_onnx(net, opt.output, eo);
+  std::printf("wrote %s (ONNX opset %d%s)\n", opt.output.c_str(), eo.opset,
+              opt.shared_weights ? strfmt(", %zu blobs as Gather(codebook, codes)", eo.shared.size()).c_str() : "");
+  return 0;
+#else
+  (void)opt;
+  throw Error("this dsgcompress was built without ONNX support", "apt-get install libonnx-dev, then rebuild");
+#endif
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   dsg::apps::select_fast_blas_kernels(argv);
-  CLI::App app{"dsgcompress: compress a trained DSG model"};
+  CLI::App app{"dsgcompress: compress a trained DSG model (.dsgz), decode it, export ONNX, or thin it"};
   Options opt;
-  app.add_option("model", opt.model, "a .dsgmodel snapshot written by dsgtrain")->required();
-  app.add_flag("--thin", opt.thin, "remove FILTER-pruned channels: write a smaller plain model");
-  app.add_option("-o,--output", opt.output, "output path without extension (OUT.prototxt, OUT.dsgmodel)");
+  app.add_option("model", opt.model, "a .dsgmodel snapshot written by dsgtrain (or a .dsgz for --decode / --format onnx)")
+      ->required();
+  app.add_option("-o,--output", opt.output, "output file (OUT.dsgz; OUT.onnx; OUT.dsgmodel; for --thin the stem)")
+      ->required();
+  app.add_option("--format", opt.format, "dsgz (default) or onnx")->check(CLI::IsMember({"dsgz", "onnx"}));
+  app.add_option("--index-bits", opt.index_bits, "relative-index bits for every blob (default: the smallest per blob)")
+      ->check(CLI::Range(1, 12));
+  app.add_flag("--no-blocks", opt.no_blocks, "one index per weight even when whole kernels / filters are pruned");
+  app.add_flag("--shared-weights", opt.shared_weights, "ONNX: export quantized weights as Gather(codebook, codes)");
+  app.add_flag("--decode", opt.decode, "decode a .dsgz into a plain .dsgmodel");
+  app.add_flag("--thin", opt.thin, "remove FILTER-pruned channels: write a smaller plain model (OUT.prototxt, OUT.dsgmodel)");
   app.add_option("--data", opt.data_dir, "directory holding the data files named in the model's net");
-  app.add_option("--threads", opt.threads, "CPU threads (default 1)");
+  app.add_option("--threads", opt.threads, "CPU threads (default 1)")->check(CLI::PositiveNumber);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
-  if (!opt.thin) {
-    std::fprintf(stderr, "dsgcompress: error: only --thin is implemented in this version\n");
+  if (int(opt.thin) + int(opt.decode) + int(opt.format == "onnx") > 1) {
+    std::fprintf(stderr, "dsgcompress: error: choose one of --thin, --decode and --format onnx\n");
     return 2;
   }
-  if (opt.output.empty()) {
-    std::fprintf(stderr, "dsgcompress: error: --thin needs -o OUT (the output path without extension)\n");
-    return 2;
-  }
-  return dsg::apps::run_reporting_errors("dsgcompress", [&] { return run_thin(opt); });
+  set_num_threads(opt.threads);
+  return dsg::apps::run_reporting_errors("dsgcompress", [&] {
+    if (opt.thin) return run_thin(opt);
+    if (opt.decode) return run_decode(opt);
+    if (opt.format == "onnx") return run_onnx(opt);
+    return run_dsgz(opt);
+  });
 }

@@ -122,7 +122,19 @@ class ConvolutionLayer : public Layer {
     if (chunk_ > 1 || sparse_) buf_.reshape({std::max(1, og_[group_]), static_cast<int>(chunk_ * spatial)});
   }
 
+  bool set_weight_operator(std::shared_ptr<const WeightOperator> op) override {
+    if (op && (op->rows() != m_ || op->cols() != int64_t(c_) * kh_ * kw_ / group_))
+      throw Error(where() + strfmt("weight operator is %lldx%lld, the weights are %dx%lld",
+                                   static_cast<long long>(op->rows()), static_cast<long long>(op->cols()), m_,
+                                   static_cast<long long>(int64_t(c_) * kh_ * kw_ / group_)));
+    if (op && group_ != 1) return false;
+    weight_operator_ = std::move(op);
+    return true;
+  }
+
   void forward_cpu(const TensorVec& bottom, const TensorVec& top, const Context&) override {
+    if (weight_operator_ && sparse_)
+      throw Error(where() + "a weight operator cannot be combined with structured (FILTER / CHANNEL) execution");
     const int64_t spatial = int64_t(ho_) * wo_;
     const float* w = sparse_ ? gather_weights() : blobs_[0]->data();
     const float* bias = bias_term_ ? blobs_[1]->data() : nullptr;
@@ -146,8 +158,11 @@ class ConvolutionLayer : public Layer {
             zero_row(out + og_[g] * len, rows * len);
             continue;
           }
-          gemm(false, false, rows, int(len), int(k), 1.0f, w + woff_[g], col + ig_[g] * kh_ * kw_ * len, 0.0f,
-               out + og_[g] * len);
+          if (weight_operator_)
+            weight_operator_->multiply(col, len, out);  // group_ == 1: [M, K] x [K, len]
+          else
+            gemm(false, false, rows, int(len), int(k), 1.0f, w + woff_[g], col + ig_[g] * kh_ * kw_ * len, 0.0f,
+                 out + og_[g] * len);
         }
         scatter_output(out, len, y, n0, nb, direct, bias);
       }
@@ -160,6 +175,7 @@ class ConvolutionLayer : public Layer {
   // the end (other entries of dW and db untouched); dX is zero for the channels not in ins_.
   void backward_cpu(const TensorVec& top, const std::vector<bool>& propagate_down, const TensorVec& bottom,
                     const Context&) override {
+    if (weight_operator_) throw Error(where() + "runs through a weight operator (inference only); no backward");
     const bool need_w = param_propagate_down(0);
     const bool need_b = bias_term_ && param_propagate_down(1);
     const int64_t spatial = int64_t(ho_) * wo_, taps = int64_t(kh_) * kw_;

@@ -74,7 +74,17 @@ class InnerProductLayer : public Layer {
     configure_structure();
   }
 
+  bool set_weight_operator(std::shared_ptr<const WeightOperator> op) override {
+    if (op && (op->rows() != n_ || op->cols() != k_))
+      throw Error(where() + strfmt("weight operator is %lldx%lld, the weights are %dx%d",
+                                   static_cast<long long>(op->rows()), static_cast<long long>(op->cols()), n_, k_));
+    if (op && transpose_) return false;
+    weight_operator_ = std::move(op);
+    return true;
+  }
+
   void forward_cpu(const TensorVec& bottom, const TensorVec& top, const Context&) override {
+    if (weight_operator_) return forward_operator(*bottom[0], *top[0]);
     if (sparse_) return forward_structured(*bottom[0], *top[0]);
     const float* x = bottom[0]->data();
     const float* w = blobs_[0]->data();
@@ -90,6 +100,7 @@ class InnerProductLayer : public Layer {
 
   void backward_cpu(const TensorVec& top, const std::vector<bool>& propagate_down, const TensorVec& bottom,
                     const Context&) override {
+    if (weight_operator_) throw Error(where() + "runs through a weight operator (inference only); no backward");
     if (sparse_) return backward_structured(*top[0], propagate_down[0], *bottom[0]);
     const float* dy = top[0]->diff();
     const float* x = bottom[0]->data();
@@ -111,6 +122,20 @@ class InnerProductLayer : public Layer {
   }
 
  private:
+  // Y [M,N] = X [M,K] W^T through the weight operator: C [N,M] = W [N,K] X^T [K,M], then Y = C^T + b.
+  void forward_operator(const Tensor& bottom, Tensor& top) {
+    const float* x = bottom.data();
+    op_in_.resize(size_t(k_) * m_);
+    op_out_.resize(size_t(n_) * m_);
+    for (int i = 0; i < m_; ++i)
+      for (int k = 0; k < k_; ++k) op_in_[size_t(k) * m_ + i] = x[int64_t(i) * k_ + k];
+    weight_operator_->multiply(op_in_.data(), m_, op_out_.data());
+    float* y = top.mutable_data();
+    const float* b = bias_term_ ? blobs_[1]->data() : nullptr;
+    for (int i = 0; i < m_; ++i)
+      for (int j = 0; j < n_; ++j) y[int64_t(i) * n_ + j] = op_out_[size_t(j) * m_ + i] + (b ? b[j] : 0.0f);
+  }
+
   // Reads active_outputs() / active_inputs() into outs_ / ins_ (empty = all) and sizes the compact
   // buffers. Transposed weights always run dense.
   void configure_structure() {
@@ -241,6 +266,7 @@ class InnerProductLayer : public Layer {
   int nk_ = 0, kk_ = 0;                       // their counts (N', K')
   std::vector<std::pair<int, int>> runs_;     // kept features as (first, length) runs
   std::vector<float> wc_, dwc_, xc_, yc_;     // W' [N', K'] and its diff, X' / dX' [M, K'], Y' / dY' [M, N']
+  std::vector<float> op_in_, op_out_;  // weight-operator transposes
 };
 
 DSG_REGISTER_LAYER("InnerProduct", InnerProductLayer);

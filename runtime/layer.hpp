@@ -15,6 +15,7 @@
 #include "runtime/context.hpp"
 #include "runtime/registry.hpp"
 #include "runtime/tensor.hpp"
+#include "runtime/weight_operator.hpp"
 
 namespace dsg {
 
@@ -77,6 +78,12 @@ class Layer {
   void set_active_outputs(std::vector<int> kept) { active_outputs_ = std::move(kept); }
   void set_active_inputs(std::vector<int> kept) { active_inputs_ = std::move(kept); }
 
+  // Inference only: computes the weight product through `op` instead of the dense weight blob
+  // (nullptr restores the blob). Returns false when the layer cannot use one (only InnerProduct
+  // and ungrouped, unstructured Convolution can); throws if op's shape does not match the weights.
+  virtual bool set_weight_operator(std::shared_ptr<const WeightOperator> op) { (void)op; return false; }
+  const WeightOperator* weight_operator() const { return weight_operator_.get(); }
+
   float loss_weight(int top_index) const;
   void set_loss_weight(int top_index, float weight);
   // Loss weight a top gets when the config gives none (1 for the first top of loss layers).
@@ -98,6 +105,7 @@ class Layer {
 
   LayerParameter param_;
   std::vector<std::shared_ptr<Tensor>> blobs_;
+  std::shared_ptr<const WeightOperator> weight_operator_;
 
  private:
   void check_arity(const TensorVec& bottom, const TensorVec& top) const;
