@@ -1,10 +1,13 @@
-// dsgeval: evaluates a trained (dense or pruned) .dsgmodel on its test set.
-//   dsgeval MODEL.dsgmodel [--data DIR] [--json FILE] [--threads T] [--batches N]
+// dsgeval: evaluates a trained (dense, pruned or compressed) model on its test set.
+//   dsgeval MODEL.dsgmodel|MODEL.dsgz [--data DIR] [--json FILE] [--threads T] [--batches N] [--sram-kib K]
 //           [--sensitivity [--granularity element|filter] [--levels 0.1,0.2,...] [--csv FILE]
 //                          [--svg FILE] [--max-loss 0.5]]
 // Prints Markdown tables on stdout: accuracy (top-1, top-5, mean loss, images/s), per-class
 // accuracy, confusion matrix, per-layer parameters / non-zeros / bytes / MACs / execution mode.
-// --json writes the same content as JSON. --sensitivity prunes each Convolution / InnerProduct
+// A .dsgz is evaluated twice: decoded (dense weights) and with the EIE-style kernel running on the
+// compressed form; both accuracies and times are shown. A cost section (MACs, memory references,
+// EIE-table energy, dense vs compressed; a .dsgmodel is costed as dsgcompress would store it)
+// follows. --json writes the same content as JSON. --sensitivity prunes each Convolution / InnerProduct
 // layer alone at each level, writes a CSV and an SVG plot, and prints suggested sparsity_param
 // lines; progress goes to stderr. Exit status 0 on success, 1 on any error (one line
 // "dsgeval: error: ..."), CLI11's codes for command-line misuse.
@@ -37,6 +40,7 @@ struct Options {
   std::string granularity = "element";
   std::vector<double> levels{0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98};
   double max_loss = 0.5;
+  int64_t sram_kib = 128;
 };
 
 // Fails early (before a long sensitivity run) when an output file's directory is missing.
@@ -68,8 +72,17 @@ int run(Options opt) {
   if (opt.batches > r.batches)
     std::fprintf(stderr, "dsgeval: --batches %lld exceeds the test set; evaluated all %lld batches\n",
                  (long long)opt.batches, (long long)r.batches);
+  eval::EvalResult compressed;
+  eval::CompressedSection extra;
+  if (ev.is_compressed()) {
+    compressed = ev.evaluate_compressed(opt.batches);
+    extra.compressed = &compressed;
+  }
   const auto layers = ev.layer_stats();
-  std::fputs(eval::markdown_report(opt.model, r, layers).c_str(), stdout);
+  const auto cost = ev.cost(opt.sram_kib * 1024);
+  extra.cost = &cost;
+  extra.sram_bytes = opt.sram_kib * 1024;
+  std::fputs(eval::markdown_report(opt.model, r, layers, extra).c_str(), stdout);
   std::fflush(stdout);
 
   eval::SensitivityResult sens;
@@ -101,7 +114,7 @@ int run(Options opt) {
     std::fputs(out.c_str(), stdout);
   }
   if (!opt.json.empty())
-    write_file_atomically(opt.json, eval::json_report(opt.model, r, layers, opt.sensitivity ? &sens : nullptr));
+    write_file_atomically(opt.json, eval::json_report(opt.model, r, layers, opt.sensitivity ? &sens : nullptr, extra));
   return 0;
 }
 
@@ -109,9 +122,12 @@ int run(Options opt) {
 
 int main(int argc, char** argv) {
   dsg::apps::select_fast_blas_kernels(argv);
-  CLI::App app{"dsgeval: evaluate a .dsgmodel on its test set; per-layer sparsity, bytes and MACs; pruning sensitivity"};
+  CLI::App app{"dsgeval: evaluate a .dsgmodel or .dsgz on its test set; per-layer sparsity, bytes, MACs and energy; "
+               "pruning sensitivity"};
   Options opt;
-  app.add_option("model", opt.model, "model file (.dsgmodel)")->required();
+  app.add_option("model", opt.model, "model file (.dsgmodel snapshot or .dsgz compressed model)")->required();
+  app.add_option("--sram-kib", opt.sram_kib, "cost model: on-chip SRAM per layer's weights, KiB (default 128)")
+      ->check(CLI::PositiveNumber);
   app.add_option("--data", opt.data_dir, "directory holding the data files named in the model's net");
   app.add_option("--json", opt.json, "also write the report as JSON to FILE");
   app.add_option("--threads", opt.threads, "CPU threads (default: all cores)")->check(CLI::NonNegativeNumber);

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <numeric>
 
+#include "compress/eie_operator.hpp"
 #include "datasets/data_layer.hpp"
 #include "datasets/data_paths.hpp"
 #include "runtime/error.hpp"
@@ -56,9 +57,13 @@ void prune_layer(Layer& layer, Granularity granularity, double sparsity) {
 }
 
 Evaluator::Evaluator(const std::string& model_path, const std::string& data_dir) {
-  if (model_path.size() > 5 && model_path.compare(model_path.size() - 5, 5, ".dsgz") == 0)
-    throw Error("'" + model_path + "': compressed .dsgz models are not supported yet", "evaluate the .dsgmodel snapshot");
-  model_ = read_model_file(model_path);
+  if (compress::looks_like_dsgz(model_path)) {
+    compressed_ = true;
+    dsgz_ = compress::read_dsgz_file(model_path);
+    model_ = compress::decode_model(dsgz_);
+  } else {
+    model_ = read_model_file(model_path);
+  }
   if (!model_.has_net() || model_.net().layer_size() == 0)
     throw Error("'" + model_path + "' holds no network definition");
   NetParameter param = model_.net();
@@ -202,6 +207,84 @@ EvalResult Evaluator::run(int64_t batches) {
   return r;
 }
 
+EvalResult Evaluator::evaluate_compressed(int64_t batches) {
+  if (!compressed_) throw Error("the compressed-kernel evaluation needs a .dsgz model");
+  std::vector<std::pair<Layer*, std::vector<float>>> installed;
+  compressed_modes_.clear();
+  auto uninstall = [&] {
+    for (auto& [layer, saved] : installed) {
+      layer->set_weight_operator(nullptr);
+      std::copy(saved.begin(), saved.end(), layer->blobs()[0]->mutable_data());
+    }
+  };
+  try {
+    for (const auto& b : dsgz_.blobs) {
+      Layer* layer = net_->layer_by_name(b.layer);
+      if (!layer || b.index != 0 || b.kind == compress::BlobKind::RAW || !prunable(*layer)) continue;
+      auto op = compress::make_compressed_operator(b);
+      if (!layer->set_weight_operator(op)) continue;
+      Tensor& w = *layer->blobs()[0];
+      installed.emplace_back(layer, std::vector<float>(w.data(), w.data() + w.count()));
+      std::fill(w.mutable_data(), w.mutable_data() + w.count(), std::nanf(""));
+      compressed_modes_[b.layer] = op->name();
+    }
+    EvalResult r = run(batches);
+    uninstall();
+    return r;
+  } catch (...) {
+    uninstall();
+    throw;
+  }
+}
+
+std::vector<compress::LayerCost> Evaluator::cost(int64_t sram_bytes) const {
+  // The compressed blobs: the file's, or what dsgcompress would write for a .dsgmodel.
+  compress::DsgzModel stored;
+  if (!compressed_) {
+    compress::CompressResult c = compress::compress_model(model_);
+    stored = compress::read_dsgz(c.bytes.data(), c.bytes.size());
+  }
+  const compress::DsgzModel& m = compressed_ ? dsgz_ : stored;
+  std::vector<compress::LayerCost> out;
+  for (const auto& l : net_->layers()) {
+    if (!prunable(*l) || l->param().top_size() == 0 || !net_->has_blob(l->param().top(0))) continue;
+    const compress::CompressedBlob* b = nullptr;
+    for (const auto& blob : m.blobs)
+      if (blob.layer == l->name() && blob.index == 0) b = &blob;
+    if (!b) continue;
+    const Tensor& top = net_->blob(l->param().top(0));
+    const bool conv = std::string(l->type()) == "Convolution";
+    const int64_t n = top.shape(0), outputs = conv ? top.shape(1) : top.shape(-1);
+    compress::LayerCostInput in;
+    in.name = l->name();
+    in.weights = b->count();
+    in.positions = top.count() / n / outputs;
+    in.activations_out = top.count() / n;
+    in.activations_in = net_->blob(l->param().bottom(0)).count() / n;
+    std::vector<float> v = compress::decode_values(*b);
+    for (float x : v) in.nonzero_values += x != 0.0f;
+    switch (b->kind) {
+      case compress::BlobKind::RAW:
+        in.stored_values = b->count();
+        in.nonzero_values = b->count();  // runs dense
+        break;
+      case compress::BlobKind::TERNARY:
+        in.stored_values = b->count();
+        in.weight_bits = 2;
+        break;
+      case compress::BlobKind::CODEBOOK:
+      case compress::BlobKind::SPARSE_F32:
+        in.entries = int64_t(b->z.size());
+        in.stored_values = in.entries * b->block;
+        in.weight_bits = b->kind == compress::BlobKind::CODEBOOK ? b->weight_bits : 32;
+        in.index_bits = b->index_bits;
+        break;
+    }
+    out.push_back(compress::layer_cost(in, sram_bytes));
+  }
+  return out;
+}
+
 std::vector<LayerStats> Evaluator::layer_stats() const {
   std::vector<LayerStats> out;
   for (const auto& l : net_->layers()) {
@@ -235,6 +318,10 @@ std::vector<LayerStats> Evaluator::layer_stats() const {
       }
     }
     if (!l->active_inputs().empty()) st.mode += strfmt(", %zu inputs active", l->active_inputs().size());
+    if (compressed_) {
+      auto it = compressed_modes_.find(l->name());
+      st.compressed_mode = it != compressed_modes_.end() ? it->second : "dense";
+    }
     out.push_back(st);
   }
   return out;

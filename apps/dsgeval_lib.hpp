@@ -9,16 +9,24 @@
 //                  / on non-zero weights, and the execution mode.
 //   sensitivity    one-shot magnitude pruning of one prunable layer at a time (element or filter
 //                  granularity), accuracy per level, weights restored after each level.
+//   compressed     (.dsgz) the same evaluation with every compressed weight layer running the
+//                  EIE-style kernel on the compressed form (compress/eie_operator.hpp); the dense
+//                  weight blobs are poisoned with NaN meanwhile, so nothing can fall back to them.
+//   cost           MACs, memory references and energy per layer, dense vs compressed
+//                  (compress/cost_model.hpp); a .dsgmodel is costed as dsgcompress would store it.
 //   *_report       Markdown (stdout), JSON, CSV and SVG renderings of the results.
 // Every failure is a dsg::Error naming the file or layer involved.
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "compress/cost_model.hpp"
+#include "compress/dsgz.hpp"
 #include "dsg.pb.h"
 #include "runtime/net.hpp"
 
@@ -62,6 +70,7 @@ struct LayerStats {
   int64_t dense_macs = 0;          // per sample
   int64_t sparse_macs = 0;         // per sample, MACs that touch non-zero weights
   std::string mode;                // "dense" or "structured: kept/total filters"
+  std::string compressed_mode;     // .dsgz: the kernel of the compressed run ("eie-codebook", "dense")
   double sparsity() const { return weights ? 1.0 - double(nonzero_weights) / double(weights) : 0.0; }
 };
 
@@ -107,6 +116,15 @@ class Evaluator {
   SensitivityResult sensitivity(Granularity granularity, const std::vector<double>& levels, double max_loss_points,
                                 int64_t batches, const std::function<void(const SensitivityProgress&)>& progress);
 
+  // .dsgz only: evaluates with the compressed-form kernels installed (then removes them). Throws
+  // for a .dsgmodel.
+  EvalResult evaluate_compressed(int64_t batches);
+  // Per Convolution / InnerProduct layer: dense vs compressed cost per sample (a .dsgmodel is
+  // compressed in memory first). Call after evaluate().
+  std::vector<compress::LayerCost> cost(int64_t sram_bytes) const;
+
+  bool is_compressed() const { return compressed_; }
+  const compress::DsgzModel& dsgz() const { return dsgz_; }
   const ModelFile& model() const { return model_; }
   Net& net() { return *net_; }
 
@@ -114,6 +132,9 @@ class Evaluator {
   EvalResult run(int64_t batches);
 
   ModelFile model_;
+  bool compressed_ = false;
+  compress::DsgzModel dsgz_;             // .dsgz: the compressed blobs
+  std::map<std::string, std::string> compressed_modes_;  // layer -> kernel of the compressed run
   std::unique_ptr<Net> net_;
   std::vector<DataLayer*> data_;
   std::string scores_, labels_;  // blob names
@@ -128,9 +149,16 @@ class Evaluator {
 void prune_layer(Layer& layer, Granularity granularity, double sparsity);
 
 // Renderings. `model_path` is echoed in the headers; `sens` may be null.
-std::string markdown_report(const std::string& model_path, const EvalResult& r, const std::vector<LayerStats>& layers);
+// What a .dsgz evaluation adds: the compressed-kernel run and the cost section.
+struct CompressedSection {
+  const EvalResult* compressed = nullptr;           // null for a .dsgmodel
+  const std::vector<compress::LayerCost>* cost = nullptr;
+  int64_t sram_bytes = 0;
+};
+std::string markdown_report(const std::string& model_path, const EvalResult& r, const std::vector<LayerStats>& layers,
+                            const CompressedSection& extra = {});
 std::string json_report(const std::string& model_path, const EvalResult& r, const std::vector<LayerStats>& layers,
-                        const SensitivityResult* sens);
+                        const SensitivityResult* sens, const CompressedSection& extra = {});
 // CSV with header layer,granularity,sparsity,accuracy,accuracy_drop (accuracy and drop are
 // fractions: a drop of 0.005 is 0.5 percentage points).
 std::string sensitivity_csv(const SensitivityResult& s);

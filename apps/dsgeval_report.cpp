@@ -70,7 +70,49 @@ std::string layer_json(const LayerStats& l, bool total) {
 
 }  // namespace
 
-std::string markdown_report(const std::string& model_path, const EvalResult& r, const std::vector<LayerStats>& layers) {
+namespace {
+
+std::string energy(double pj) { return pj >= 1e6 ? strfmt("%.2f uJ", pj / 1e6) : strfmt("%.1f nJ", pj / 1e3); }
+
+std::string cost_row(const std::string& name, const compress::Cost& d, const compress::Cost& c) {
+  return strfmt("| %s | %lld | %lld | %.0f (%s) | %.0f (%s) | %.0f | %.0f | %s | %s | %.1fx |\n", name.c_str(),
+                (long long)d.macs, (long long)c.macs, d.weight_words, d.weights_in_dram ? "DRAM" : "SRAM",
+                c.weight_words + c.index_words, c.weights_in_dram ? "DRAM" : "SRAM", c.index_words, c.activation_words,
+                energy(d.energy_pj).c_str(), energy(c.energy_pj).c_str(), c.energy_pj > 0 ? d.energy_pj / c.energy_pj : 0.0);
+}
+
+std::string cost_markdown(const std::vector<compress::LayerCost>& cost, int64_t sram_bytes) {
+  std::string s = "\n## Cost per sample (EIE 45 nm energy table)\n\n";
+  s += "| layer | dense MACs | compressed MACs | dense weight words | compressed weight+index words | index words | "
+       "activation words | dense energy | compressed energy | saving |\n|---|---|---|---|---|---|---|---|---|---|\n";
+  for (const auto& l : cost) s += cost_row(l.name, l.dense, l.compressed);
+  s += cost_row("**total**", compress::total(cost, false), compress::total(cost, true));
+  s += strfmt("\nModel: words are 32-bit equivalents read per sample. Dense: every weight once, MACs = weights x "
+              "positions. Compressed: the stored codes at their width plus one relative index per stored entry (block), "
+              "MACs on non-zero weights only. Weights sit in SRAM when a layer's fit in %lld KiB, else DRAM; activations "
+              "(inputs once, outputs once) in SRAM. Energy: DRAM %.0f pJ, SRAM %.0f pJ per 32-bit read, float multiply "
+              "%.1f pJ + add %.1f pJ per MAC.\n",
+              (long long)(sram_bytes / 1024), compress::kDramReadPj, compress::kSramReadPj, compress::kFloatMultPj,
+              compress::kFloatAddPj);
+  return s;
+}
+
+std::string cost_json(const compress::Cost& c) {
+  return "{\"macs\": " + num(c.macs) + ", \"weight_words\": " + jnum(c.weight_words) + ", \"index_words\": " +
+         jnum(c.index_words) + ", \"activation_words\": " + jnum(c.activation_words) + ", \"weights_in_dram\": " +
+         (c.weights_in_dram ? "true" : "false") + ", \"energy_pj\": " + jnum(c.energy_pj) + "}";
+}
+
+std::string accuracy_json(const EvalResult& r) {
+  return "{\"top1\": " + jnum(r.top1) + ", \"top5\": " + jnum(r.topk) + ", \"loss\": " +
+         (r.has_loss ? jnum(r.loss) : "null") + ", \"seconds\": " + jnum(r.seconds) + ", \"images_per_sec\": " +
+         jnum(r.images_per_sec) + "}";
+}
+
+}  // namespace
+
+std::string markdown_report(const std::string& model_path, const EvalResult& r, const std::vector<LayerStats>& layers,
+                            const CompressedSection& extra) {
   std::string s = "# dsgeval: " + model_path + "\n\n";
   s += strfmt("Test set: %lld samples (%lld batches of %lld; the set holds %lld), %d classes: %s\n\n",
               (long long)r.samples, (long long)r.batches, (long long)r.batch_size, (long long)r.dataset_size,
@@ -80,6 +122,16 @@ std::string markdown_report(const std::string& model_path, const EvalResult& r, 
   s += strfmt("| top-5 accuracy%s | %.6f |\n", r.top_k < 5 ? strfmt(" (k = %d classes)", r.top_k).c_str() : "", r.topk);
   s += r.has_loss ? strfmt("| mean loss | %.6f |\n", r.loss) : std::string("| mean loss | - (no loss output) |\n");
   s += strfmt("| images/s | %.1f |\n\n", r.images_per_sec);
+  if (extra.compressed) {
+    const EvalResult& c = *extra.compressed;
+    s += "## Compressed model: decoded vs compressed-form kernel\n\n| run | top-1 | top-5 | mean loss | forward seconds | images/s |\n|---|---|---|---|---|---|\n";
+    s += strfmt("| decoded (dense weights, BLAS) | %.6f | %.6f | %s | %.3f | %.1f |\n", r.top1, r.topk,
+                r.has_loss ? strfmt("%.6f", r.loss).c_str() : "-", r.seconds, r.images_per_sec);
+    s += strfmt("| EIE-style kernel on the compressed form | %.6f | %.6f | %s | %.3f | %.1f |\n\n", c.top1, c.topk,
+                c.has_loss ? strfmt("%.6f", c.loss).c_str() : "-", c.seconds, c.images_per_sec);
+    s += c.top1 == r.top1 ? "Both runs give the same top-1 accuracy.\n\n"
+                          : strfmt("Top-1 differs by %.4f points (float summation order).\n\n", 100.0 * (c.top1 - r.top1));
+  }
 
   s += "## Per-class accuracy\n\n| class | samples | correct | accuracy |\n|---|---|---|---|\n";
   for (int c = 0; c < r.classes; ++c)
@@ -109,11 +161,16 @@ std::string markdown_report(const std::string& model_path, const EvalResult& r, 
   s += std::string("\n") + kSparseBytesFormula +
        ". MACs are per sample: Convolution = weights x output positions, InnerProduct = weights; sparse MACs "
        "count only non-zero weights. Sparsity is over the weights (blob 0).\n";
+  if (extra.compressed) {
+    s += "\n## Execution in the compressed run\n\n| layer | kernel |\n|---|---|\n";
+    for (const auto& l : layers) s += "| " + l.name + " | " + l.compressed_mode + " |\n";
+  }
+  if (extra.cost) s += cost_markdown(*extra.cost, extra.sram_bytes);
   return s;
 }
 
 std::string json_report(const std::string& model_path, const EvalResult& r, const std::vector<LayerStats>& layers,
-                        const SensitivityResult* sens) {
+                        const SensitivityResult* sens, const CompressedSection& extra) {
   std::string s = "{\n  \"model\": " + jstr(model_path) + ",\n";
   s += "  \"test_set\": {\"source\": " + jstr(r.source) + ", \"samples\": " + num(r.samples) +
        ", \"batches\": " + num(r.batches) + ", \"batch_size\": " + num(r.batch_size) +
@@ -148,6 +205,22 @@ std::string json_report(const std::string& model_path, const EvalResult& r, cons
       s += "], \"suggested_sparsity\": " + (b < 0 ? std::string("null") : jnum(sens->levels[size_t(b)])) + "}";
     }
     s += "]}";
+  }
+  if (extra.compressed) {
+    s += ",\n  \"decoded_run\": " + accuracy_json(r) + ",\n  \"compressed_run\": " + accuracy_json(*extra.compressed) +
+         ",\n  \"compressed_kernels\": {";
+    for (size_t i = 0; i < layers.size(); ++i) s += (i ? ", " : "") + jstr(layers[i].name) + ": " + jstr(layers[i].compressed_mode);
+    s += "}";
+  }
+  if (extra.cost) {
+    s += ",\n  \"cost\": {\"sram_bytes\": " + num(extra.sram_bytes) + ", \"layers\": [";
+    for (size_t i = 0; i < extra.cost->size(); ++i) {
+      const auto& l = (*extra.cost)[i];
+      s += std::string(i ? ", " : "") + "{\"name\": " + jstr(l.name) + ", \"dense\": " + cost_json(l.dense) +
+           ", \"compressed\": " + cost_json(l.compressed) + "}";
+    }
+    s += "], \"total\": {\"dense\": " + cost_json(compress::total(*extra.cost, false)) + ", \"compressed\": " +
+         cost_json(compress::total(*extra.cost, true)) + "}}";
   }
   return s + "\n}\n";
 }

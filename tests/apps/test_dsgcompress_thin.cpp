@@ -117,7 +117,9 @@ TEST_CASE("dsgcompress errors are one line with a non-zero exit", "[apps][dsgcom
   std::ofstream(dir.file("junk.dsgmodel")) << "garbage";
   check_error("--thin " + dir.file("junk.dsgmodel") + " -o " + dir.file("x"), 1, "not a DSG model file");
   check_error("--thin " + dir.file("absent.dsgmodel") + " -o " + dir.file("x"), 1, "cannot open model file");
-  check_error(dense, 2, "only --thin is implemented");
-  check_error("--thin " + dense, 2, "needs -o OUT");
+  check_error("--thin --decode " + dense + " -o " + dir.file("x"), 2, "choose one of --thin, --decode and --format onnx");
+  auto no_output = run_tool("dsgcompress", "--thin " + dense);
+  CHECK(no_output.status != 0);
+  CHECK_THAT(no_output.output, Catch::Contains("--output is required"));
   CHECK_FALSE(fs::exists(dir.file("x.prototxt")));
 }
