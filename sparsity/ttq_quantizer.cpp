@@ -4,7 +4,7 @@
 //   dL/dw~  = W_p g, g, W_n g on the three sets.
 // The weight blob holds w_t for forward/backward; around the solver's update it holds the latent
 // w~ so that the solver (momentum, weight decay) trains the latent weights; W_p and W_n take plain
-// SGD steps at the layer's learning rate. Difference from the official code: W_p and W_n start at
+// SGD steps at the layer's learning rate times scale_lr_mult. Difference from the official code: W_p and W_n start at
 // the mean magnitude of their sets instead of 1.0, so quantizing a trained model does not rescale
 // it (documented in the README).
 #include <algorithm>
@@ -54,7 +54,8 @@ class TtqQuantizer : public Quantizer {
       if (c == 1) dwp += g[i], g[i] *= wp_;
       else if (c == 2) dwn -= g[i], g[i] *= wn_;
     }
-    float lr = rate * (layer_.param().param_size() > 0 ? layer_.param().param(0).lr_mult() : 1.0f);
+    float lr = rate * param_.scale_lr_mult() *
+               (layer_.param().param_size() > 0 ? layer_.param().param(0).lr_mult() : 1.0f);
     wp_ = float(wp_ - lr * dwp);
     wn_ = float(wn_ - lr * dwn);
     // The solver updates the latent weights.
