@@ -79,8 +79,13 @@ int run(Options opt) {
     extra.compressed = &compressed;
   }
   const auto layers = ev.layer_stats();
-  const auto cost = ev.cost(opt.sram_kib * 1024);
-  extra.cost = &cost;
+  std::vector<compress::LayerCost> cost;
+  try {
+    cost = ev.cost(opt.sram_kib * 1024);
+    extra.cost = &cost;
+  } catch (const Error& e) {  // a .dsgmodel that dsgcompress would refuse: report without costs
+    std::fprintf(stderr, "dsgeval: warning: no cost section: %s\n", e.what());
+  }
   extra.sram_bytes = opt.sram_kib * 1024;
   std::fputs(eval::markdown_report(opt.model, r, layers, extra).c_str(), stdout);
   std::fflush(stdout);

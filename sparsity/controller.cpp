@@ -9,6 +9,23 @@
 #include "sparsity/structure.hpp"
 
 namespace dsg {
+namespace {
+
+// Creates a policy / quantizer by name for `layer` and validates it; errors name the layer.
+template <class Registry, class Param>
+auto create_validated(const Registry& registry, const std::string& name, const Param& param, Layer& layer) {
+  try {
+    auto made = registry.create(name, param, layer);
+    made->validate();
+    return made;
+  } catch (const Error& e) {
+    std::string msg = e.what();
+    if (msg.rfind("layer '", 0) != 0) msg = "layer '" + layer.name() + "': " + msg;
+    throw Error(msg, e.hint());
+  }
+}
+
+}  // namespace
 
 SparsityController::SparsityController(Net& net, const SolverParameter& solver, int64_t samples_per_iter,
                                        int64_t train_set_size)
@@ -32,16 +49,7 @@ SparsityController::SparsityController(Net& net, const SolverParameter& solver, 
                "ternarise it");
       continue;
     }
-    std::unique_ptr<Quantizer> quantizer;
-    try {
-      quantizer = quantizer_registry().create(quantizer_name(qp.method()), qp, *layer);
-      quantizer->validate();
-    } catch (const Error& e) {
-      std::string msg = e.what();
-      if (msg.rfind("layer '", 0) != 0) msg = "layer '" + layer->name() + "': " + msg;
-      throw Error(msg, e.hint());
-    }
-    quantizers_.push_back(std::move(quantizer));
+    quantizers_.push_back(create_validated(quantizer_registry(), quantizer_name(qp.method()), qp, *layer));
   }
   for (const auto& layer : net.layers()) {
     bool is_first_conv = std::string(layer->type()) == "Convolution" && !first_conv_seen;
@@ -60,16 +68,7 @@ SparsityController::SparsityController(Net& net, const SolverParameter& solver, 
       continue;
     }
     if (!sp.has_policy()) throw Error("layer '" + layer->name() + "' sparsity_param has no policy");
-    std::unique_ptr<SparsityPolicy> policy;
-    try {
-      policy = policy_registry().create(sp.policy(), sp, *layer);
-      policy->validate();
-    } catch (const Error& e) {
-      std::string msg = e.what();
-      if (msg.rfind("layer '", 0) != 0) msg = "layer '" + layer->name() + "': " + msg;
-      throw Error(msg, e.hint());
-    }
-    policies_.push_back(std::move(policy));
+    policies_.push_back(create_validated(policy_registry(), sp.policy(), sp, *layer));
   }
   gradual_start_.assign(policies_.size(), 0.0f);
 

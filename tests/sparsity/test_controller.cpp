@@ -13,7 +13,7 @@
 #include "runtime/error.hpp"
 #include "runtime/parallel.hpp"
 #include "runtime/solver.hpp"
-#include "support/sparse_configs.hpp"
+#include "support/solver_configs.hpp"
 
 using namespace dsg;
 using test::schedule;
@@ -22,29 +22,9 @@ using test::with_sparsity;
 
 namespace {
 
-LoadedConfig load(const TempDir& dir, const std::string& text) {
-  std::string path = dir.file("solver.prototxt");
-  std::ofstream(path) << text;
-  return load_solver_config(path);
-}
-
-Context cpu_ctx(uint64_t seed) {
-  Context ctx;
-  ctx.seed = seed;
-  return ctx;
-}
-
-// The message of the dsg::Error raised while loading the config or resolving its schedule.
-std::string error_of(const TempDir& dir, const std::string& text) {
-  try {
-    LoadedConfig c = load(dir, text);
-    Solver s(c.solver, c.net_locations, cpu_ctx(7), dir.file("err"));
-    s.sparsity();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+LoadedConfig load(const TempDir& dir, const std::string& text) { return test::load_config(dir, text); }
+using test::cpu_ctx;
+std::string error_of(const TempDir& dir, const std::string& text) { return test::setup_error(dir, text); }
 
 // ip1 of the tiny MLP has 32 x 144 weights.
 constexpr double kIp1 = 32 * 144;

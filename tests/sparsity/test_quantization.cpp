@@ -19,7 +19,7 @@
 #include "runtime/solver.hpp"
 #include "sparsity/kmeans.hpp"
 #include "sparsity/quantizer.hpp"
-#include "support/sparse_configs.hpp"
+#include "support/solver_configs.hpp"
 
 using namespace dsg;
 using test::schedule;
@@ -29,28 +29,9 @@ using test::with_sparsity;
 
 namespace {
 
-LoadedConfig load(const TempDir& dir, const std::string& text) {
-  std::string path = dir.file("solver.prototxt");
-  std::ofstream(path) << text;
-  return load_solver_config(path);
-}
-
-Context cpu_ctx(uint64_t seed) {
-  Context ctx;
-  ctx.seed = seed;
-  return ctx;
-}
-
-std::string error_of(const TempDir& dir, const std::string& text) {
-  try {
-    LoadedConfig c = load(dir, text);
-    Solver s(c.solver, c.net_locations, cpu_ctx(7), dir.file("err"));
-    s.sparsity();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+LoadedConfig load(const TempDir& dir, const std::string& text) { return test::load_config(dir, text); }
+using test::cpu_ctx;
+std::string error_of(const TempDir& dir, const std::string& text) { return test::setup_error(dir, text); }
 
 // An InnerProduct layer with `outputs` x `inputs` weights, set up on its own tensors.
 struct Built {
