@@ -1,5 +1,5 @@
-// Dropout (Caffe's "Dropout"), inverted: in TRAIN, element i is kept iff
-//   counter_uniform(ctx.seed, counter_stream(ctx.iteration, key()), i) >= p
+// Dropout (Caffe's "Dropout"), inverted: in TRAIN, element i is kept iff u_i >= p, where u_i is
+// lane i % 4 of counter_uniform4(ctx.seed, counter_stream(ctx.iteration, key()), i / 4)
 // and kept values are scaled by 1/(1-p); in TEST it is the identity. The random pattern is a pure
 // function of (seed, iteration, layer name, index), so it is reproducible and device-independent.
 // In-place capable: backward only needs the stored per-element multiplier.
@@ -44,8 +44,14 @@ class DropoutLayer : public Layer {
     const float scale = 1.0f / (1.0f - ratio_), p = ratio_;
     const uint64_t seed = ctx.seed, stream = counter_stream(ctx.iteration, key());
     parallel_for(n, 1 << 15, [&](int64_t begin, int64_t end) {
+      // Uniforms for whole Philox blocks first (a loop of independent blocks the compiler can
+      // vectorise), then the mask.
+      const int64_t first = begin >> 2, blocks = ((end + 3) >> 2) - first;
+      std::vector<float> u(static_cast<size_t>(4 * blocks));
+      for (int64_t b = 0; b < blocks; ++b) counter_uniform4(seed, stream, uint64_t(first + b), &u[size_t(4 * b)]);
+      const float* ub = u.data() - 4 * first;
       for (int64_t i = begin; i < end; ++i) {
-        m[i] = counter_uniform(seed, stream, uint64_t(i)) >= p ? scale : 0.0f;
+        m[i] = ub[i] >= p ? scale : 0.0f;
         y[i] = x[i] * m[i];
       }
     });

@@ -158,8 +158,18 @@ class InnerProductLayer : public Layer {
         else runs_.push_back({ins_[i], 1});
       }
     }
-    wc_.resize(size_t(nk_) * kk_);
-    dwc_.resize(size_t(nk_) * kk_);
+    // Short runs (an interleaved pattern): copy element by element instead of memcpy per run.
+    indexed_ = !ins_.empty() && int64_t(kk_) < 8 * int64_t(runs_.size());
+    // Kept rows in an arithmetic progression with every input kept (approximate dropout's row
+    // patterns): W' is a strided view of W (lda = stride * K), no gather or scatter of weights.
+    row_stride_ = 0;
+    if (ins_.empty() && outs_.size() >= 2) {
+      row_stride_ = outs_[1] - outs_[0];
+      for (size_t r = 2; r < outs_.size() && row_stride_; ++r)
+        if (outs_[r] - outs_[r - 1] != row_stride_) row_stride_ = 0;
+    }
+    wc_.resize(row_stride_ ? 0 : size_t(nk_) * kk_);
+    dwc_.resize(row_stride_ ? 0 : size_t(nk_) * kk_);
     xc_.resize(ins_.empty() ? 0 : size_t(m_) * kk_);
     yc_.resize(outs_.empty() ? 0 : size_t(m_) * nk_);
   }
@@ -169,6 +179,10 @@ class InnerProductLayer : public Layer {
     for (int r = 0; r < rows; ++r) {
       const float* s = src + (row_index ? row_index[r] : r) * ld;
       float* d = dst + int64_t(r) * kk_;
+      if (indexed_) {
+        for (int j = 0; j < kk_; ++j) d[j] = s[ins_[size_t(j)]];
+        continue;
+      }
       for (const auto& run : runs_) {
         std::memcpy(d, s + run.first, sizeof(float) * size_t(run.second));
         d += run.second;
@@ -176,9 +190,13 @@ class InnerProductLayer : public Layer {
     }
   }
 
+  // W' and its row stride: a strided view of W for row progressions, else the gathered copy.
+  const float* kept_weights() const { return row_stride_ ? blobs_[0]->data() + int64_t(outs_[0]) * k_ : wc_.data(); }
+  int kept_weights_ld() const { return row_stride_ ? row_stride_ * k_ : kk_; }
+
   void forward_structured(const Tensor& bottom, Tensor& top) {
     const int* rows = outs_.empty() ? nullptr : outs_.data();
-    gather_rows(blobs_[0]->data(), k_, nk_, rows, wc_.data());
+    if (!row_stride_) gather_rows(blobs_[0]->data(), k_, nk_, rows, wc_.data());
     const float* x = bottom.data();
     if (!ins_.empty()) {
       gather_rows(x, k_, m_, nullptr, xc_.data());
@@ -195,7 +213,7 @@ class InnerProductLayer : public Layer {
       gemm(false, true, m_, n_, kk_, 1.0f, x, wc_.data(), beta, y);
       return;
     }
-    gemm(false, true, m_, nk_, kk_, 1.0f, x, wc_.data(), 0.0f, yc_.data());
+    gemm(false, true, m_, nk_, kk_, 1.0f, x, kk_, kept_weights(), kept_weights_ld(), 0.0f, yc_.data(), nk_);
     std::fill(y, y + int64_t(m_) * n_, 0.0f);
     for (int i = 0; i < m_; ++i) {
       const float* s = yc_.data() + int64_t(i) * nk_;
@@ -204,7 +222,7 @@ class InnerProductLayer : public Layer {
     }
   }
 
-  // Uses wc_ from the preceding forward (the weights do not change in between).
+  // Uses W' (wc_ or the strided view) from the preceding forward (the weights do not change in between).
   void backward_structured(const Tensor& top, bool need_x, Tensor& bottom) {
     const float* dy = top.diff();
     if (!outs_.empty()) {  // dY' [M, N'] = the kept columns of dY
@@ -219,12 +237,19 @@ class InnerProductLayer : public Layer {
       x = xc_.data();
     }
     auto out_index = [&](int r) { return outs_.empty() ? r : outs_[size_t(r)]; };
-    if (param_propagate_down(0)) {
+    if (param_propagate_down(0) && row_stride_) {  // dW rows o, o+s, ... += dY'^T X in place
+      gemm(true, false, nk_, k_, m_, 1.0f, dy, nk_, x, k_, 1.0f, blobs_[0]->mutable_diff() + int64_t(outs_[0]) * k_,
+           row_stride_ * k_);
+    } else if (param_propagate_down(0)) {
       gemm(true, false, nk_, kk_, m_, 1.0f, dy, x, 0.0f, dwc_.data());  // dW' [N', K'] = dY'^T X'
       float* dw = blobs_[0]->mutable_diff();
       for (int r = 0; r < nk_; ++r) {
         const float* s = dwc_.data() + int64_t(r) * kk_;
         float* d = dw + int64_t(out_index(r)) * k_;
+        if (indexed_) {
+          for (int j = 0; j < kk_; ++j) d[ins_[size_t(j)]] += s[j];
+          continue;
+        }
         for (const auto& run : runs_) {
           for (int j = 0; j < run.second; ++j) d[run.first + j] += s[j];
           s += run.second;
@@ -239,7 +264,7 @@ class InnerProductLayer : public Layer {
     if (!need_x) return;
     float* dx = bottom.mutable_diff();
     if (ins_.empty()) {  // dX [M, K] = dY' W'
-      gemm(false, false, m_, k_, nk_, 1.0f, dy, wc_.data(), 0.0f, dx);
+      gemm(false, false, m_, k_, nk_, 1.0f, dy, nk_, kept_weights(), kept_weights_ld(), 0.0f, dx, k_);
       return;
     }
     gemm(false, false, m_, kk_, nk_, 1.0f, dy, wc_.data(), 0.0f, xc_.data());
@@ -247,6 +272,10 @@ class InnerProductLayer : public Layer {
     for (int i = 0; i < m_; ++i) {
       const float* s = xc_.data() + int64_t(i) * kk_;
       float* d = dx + int64_t(i) * k_;
+      if (indexed_) {
+        for (int j = 0; j < kk_; ++j) d[ins_[size_t(j)]] = s[j];
+        continue;
+      }
       for (const auto& run : runs_) {
         std::memcpy(d + run.first, s, sizeof(float) * size_t(run.second));
         s += run.second;
@@ -264,7 +293,9 @@ class InnerProductLayer : public Layer {
   bool sparse_ = false;
   std::vector<int> outs_, ins_;               // computed neurons / kept input features; empty = all
   int nk_ = 0, kk_ = 0;                       // their counts (N', K')
+  int row_stride_ = 0;                        // > 0: outs_ = outs_[0] + r * row_stride_, ins_ empty
   std::vector<std::pair<int, int>> runs_;     // kept features as (first, length) runs
+  bool indexed_ = false;                      // runs too short for memcpy: index through ins_
   std::vector<float> wc_, dwc_, xc_, yc_;     // W' [N', K'] and its diff, X' / dX' [M, K'], Y' / dY' [M, N']
   std::vector<float> op_in_, op_out_;  // weight-operator transposes
 };

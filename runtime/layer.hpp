@@ -78,6 +78,16 @@ class Layer {
   void set_active_outputs(std::vector<int> kept) { active_outputs_ = std::move(kept); }
   void set_active_inputs(std::vector<int> kept) { active_inputs_ = std::move(kept); }
 
+  // Dynamic structured sparsity (approximate random dropout). Net::forward asks every layer that
+  // drops_units() for this pass's pattern before running the net: a layer returns true when its
+  // kept units changed and lists them in dynamic_kept() (empty = all kept; a unit is a feature of
+  // an [N, C] top or a channel of an [N, C, H, W] top, shared by the whole mini-batch). The Net
+  // then lets the layer producing its bottom compute only those units (a smaller GEMM M) and the
+  // consumers skip the dropped ones (a smaller K).
+  virtual bool drops_units() const { return false; }
+  virtual bool sample_dynamic_structure(const Context& ctx) { (void)ctx; return false; }
+  const std::vector<int>& dynamic_kept() const { return dynamic_kept_; }
+
   // Inference only: computes the weight product through `op` instead of the dense weight blob
   // (nullptr restores the blob). Returns false when the layer cannot use one (only InnerProduct
   // and ungrouped, unstructured Convolution can); throws if op's shape does not match the weights.
@@ -106,6 +116,7 @@ class Layer {
   LayerParameter param_;
   std::vector<std::shared_ptr<Tensor>> blobs_;
   std::shared_ptr<const WeightOperator> weight_operator_;
+  std::vector<int> dynamic_kept_;  // see dynamic_kept()
 
  private:
   void check_arity(const TensorVec& bottom, const TensorVec& top) const;

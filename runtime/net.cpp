@@ -4,6 +4,7 @@
 #include <set>
 
 #include "runtime/error.hpp"
+#include "sparsity/structure.hpp"
 
 namespace dsg {
 
@@ -85,6 +86,8 @@ Net::Net(const NetParameter& param, Phase phase, std::mt19937_64& rng, const std
     : name_(param.name()), phase_(phase) {
   build(param, rng, locations);
   build_arena();
+  for (size_t i = 0; i < layers_.size(); ++i)
+    if (layers_[i]->drops_units()) dynamic_.push_back({i, dynamic_drop_producer(*this, i)});
 }
 
 void Net::build(const NetParameter& full, std::mt19937_64& rng, const std::vector<std::string>& locations) {
@@ -198,7 +201,19 @@ void Net::build_arena() {
   }
 }
 
+void Net::update_dynamic_structure(const Context& ctx) {
+  bool changed = false;
+  for (const auto& d : dynamic_) {
+    Layer& layer = *layers_[d.layer];
+    if (!layer.sample_dynamic_structure(ctx)) continue;
+    changed = true;
+    if (d.producer >= 0) layers_[size_t(d.producer)]->set_active_outputs(layer.dynamic_kept());
+  }
+  if (changed) propagate_structure(*this);
+}
+
 float Net::forward(const Context& ctx) {
+  if (!dynamic_.empty()) update_dynamic_structure(ctx);
   float loss = 0;
   for (size_t i = 0; i < layers_.size(); ++i) loss += layers_[i]->forward(bottoms_[i], tops_[i], ctx);
   return loss;

@@ -68,6 +68,15 @@ class Net {
   void build(const NetParameter& param, std::mt19937_64& rng, const std::vector<std::string>& locations);
   void build_arena();
 
+  // Layers that drop units per pass (approximate dropout) and the index of the layer whose outputs
+  // they select, -1 when that layer cannot compute a subset (sparsity/structure.hpp).
+  struct DynamicDrop {
+    size_t layer;
+    int producer;
+  };
+  void update_dynamic_structure(const Context& ctx);
+
+  std::vector<DynamicDrop> dynamic_;
   std::string name_;
   Phase phase_;
   std::vector<std::unique_ptr<Layer>> layers_;

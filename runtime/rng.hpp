@@ -50,6 +50,15 @@ DSG_HOST_DEVICE inline float counter_uniform(uint64_t seed, uint64_t stream, uin
   return static_cast<float>(counter_bits(seed, stream, index) >> 8) * (1.0f / 16777216.0f);
 }
 
+// Uniform floats for elements 4 * block .. 4 * block + 3 of a stream from one Philox call (element
+// i uses lane i % 4 of block i / 4): a quarter of the work of four counter_uniform calls.
+DSG_HOST_DEVICE inline void counter_uniform4(uint64_t seed, uint64_t stream, uint64_t block, float out[4]) {
+  const Philox4 r = philox4x32(static_cast<uint32_t>(block), static_cast<uint32_t>(block >> 32),
+                               static_cast<uint32_t>(stream), static_cast<uint32_t>(stream >> 32),
+                               static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32));
+  for (int k = 0; k < 4; ++k) out[k] = static_cast<float>(r.v[k] >> 8) * (1.0f / 16777216.0f);
+}
+
 // Stream id for (iteration, layer key): distinct layers and iterations get distinct streams.
 DSG_HOST_DEVICE inline uint64_t counter_stream(int64_t iteration, uint32_t layer_key) {
   return (static_cast<uint64_t>(iteration) << 32) ^ layer_key;

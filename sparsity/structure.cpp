@@ -74,7 +74,8 @@ std::string describe(const SparsityParameter& p) {
 
 ChannelFlow channel_flow(const Layer& layer) {
   const std::string type = layer.type();
-  if (type == "ReLU" || type == "TanH" || type == "Dropout" || type == "Split") return ChannelFlow::kElementwise;
+  if (type == "ReLU" || type == "TanH" || type == "Dropout" || type == "ApproxDropout" || type == "Split")
+    return ChannelFlow::kElementwise;
   if (type == "Scale") return layer.param().scale_param().bias_term() ? ChannelFlow::kOpaque : ChannelFlow::kElementwise;
   if (type == "Pooling") return ChannelFlow::kPool;
   if (type == "Flatten" || type == "Reshape") return ChannelFlow::kFlatten;
@@ -349,7 +350,70 @@ void propagate_structure(Net& net) {
       case ChannelFlow::kOpaque:
         break;
     }
+    // A unit-dropping layer (approximate dropout) knows its top's non-zero units for this pass.
+    const std::vector<int>& dropped_kept = l.dynamic_kept();
+    if (!dropped_kept.empty() && p.top_size() == 1) {
+      const Tensor& top = tensor(p.top(0));
+      if (top.num_axes() >= 2) {
+        Known k = make_known(dropped_kept, top.count(2), top.shape(1));
+        const Known& before = tops[0];
+        if (before.reduced && same_layout(before, k)) {
+          std::vector<int> both;
+          std::set_intersection(before.units.begin(), before.units.end(), k.units.begin(), k.units.end(),
+                                std::back_inserter(both));
+          k.units = std::move(both);
+        }
+        tops[0] = k;
+      }
+    }
     for (int t = 0; t < p.top_size(); ++t) known[p.top(t)] = tops[size_t(t)];
+  }
+}
+
+int dynamic_drop_producer(const Net& net, size_t index) {
+  const auto& layers = net.layers();
+  const Layer& drop = *layers[index];
+  if (drop.param().bottom_size() != 1) return -1;
+  std::vector<std::string> chain;  // blobs between the producer and the dropping layer
+  std::string blob = drop.param().bottom(0);
+  size_t from = index;  // the layer that reads `blob` in the chain
+  auto reads = [](const Layer& l, const std::string& b) {
+    for (const auto& x : l.param().bottom())
+      if (x == b) return true;
+    return false;
+  };
+  auto writes = [](const Layer& l, const std::string& b) {
+    for (const auto& x : l.param().top())
+      if (x == b) return true;
+    return false;
+  };
+  for (;;) {
+    chain.push_back(blob);
+    size_t k = from;
+    while (k-- > 0)
+      if (writes(*layers[k], blob)) break;
+    if (k == size_t(-1)) return -1;
+    for (size_t m = k + 1; m < from; ++m)
+      if (reads(*layers[m], blob)) return -1;  // another reader needs the dropped units
+    const Layer& l = *layers[k];
+    const std::string type = l.type();
+    if (type == "Convolution" || (type == "InnerProduct" && producer_of_kept(l))) {
+      if (l.param().top_size() != 1) return -1;
+      // Later readers of an undropped blob of the chain (not overwritten in place) would see the
+      // missing units.
+      const std::string& out = drop.param().top(0);
+      for (size_t m = index + 1; m < layers.size(); ++m)
+        for (const auto& b : chain)
+          if (b != out && reads(*layers[m], b)) return -1;
+      if (l.param().has_sparsity_param() && l.param().sparsity_param().granularity() == SparsityParameter::FILTER)
+        throw Error("layer '" + drop.name() + "' (" + drop.type() + ") drops outputs of layer '" + l.name() +
+                    "', which is FILTER-pruned; approximate dropout and filter pruning of one layer cannot be combined");
+      return int(k);
+    }
+    if (channel_flow(l) != ChannelFlow::kElementwise || l.param().bottom_size() != 1 || l.param().top_size() != 1)
+      return -1;
+    blob = l.param().bottom(0);
+    from = k;
   }
 }
 

@@ -68,4 +68,11 @@ void apply_structure(Net& net, const std::vector<std::unique_ptr<SparsityPolicy>
 // reduced set of non-zero channels (features for an InnerProduct), and clears it elsewhere.
 void propagate_structure(Net& net);
 
+// Approximate dropout: the index of the layer whose outputs the unit-dropping layer
+// `net.layers()[index]` selects — walking up from its bottom through single-input elementwise
+// layers (ReLU, TanH, ...) to a Convolution or non-transposed InnerProduct — or -1 when there is
+// none or when another layer reads one of the blobs in between (then the dropped units must still
+// be computed). A producer that is FILTER-pruned is refused with a dsg::Error.
+int dynamic_drop_producer(const Net& net, size_t index);
+
 }  // namespace dsg
