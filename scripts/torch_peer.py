@@ -30,13 +30,16 @@ def read_idx(path):
 
 
 class LeNet300100(nn.Module):
-    def __init__(self):
+    def __init__(self, dropout=0.0):
         super().__init__()
         self.ip1, self.ip2, self.ip3 = nn.Linear(784, 300), nn.Linear(300, 100), nn.Linear(100, 10)
+        self.p = dropout  # Bernoulli dropout after both hidden layers (as configs/lenet300_100_dropout)
 
     def forward(self, x):
         x = x.flatten(1)
-        return self.ip3(F.relu(self.ip2(F.relu(self.ip1(x)))))
+        h1 = F.dropout(F.relu(self.ip1(x)), self.p, self.training)
+        h2 = F.dropout(F.relu(self.ip2(h1)), self.p, self.training)
+        return self.ip3(h2)
 
 
 class LeNet5(nn.Module):
@@ -72,6 +75,7 @@ def main():
     ap.add_argument("--iterations", type=int, default=938)
     ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--dropout", type=float, default=0.0, help="lenet300_100: dropout rate after ip1 and ip2")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -85,7 +89,7 @@ def main():
     yt = torch.from_numpy(read_idx(os.path.join(args.data, "t10k-labels-idx1-ubyte.gz")).astype(np.int64))
     x, xt = x.unsqueeze(1), xt.unsqueeze(1)
 
-    model = LeNet300100() if args.model == "lenet300_100" else LeNet5()
+    model = LeNet300100(args.dropout) if args.model == "lenet300_100" else LeNet5()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     n = x.shape[0]
     order = torch.randperm(n)
@@ -106,7 +110,7 @@ def main():
     with torch.no_grad():
         acc = (model(xt).argmax(1) == yt).float().mean().item()
     ips = args.iterations * args.batch / elapsed
-    print(json.dumps({"model": args.model, "threads": args.threads, "batch": args.batch,
+    print(json.dumps({"model": args.model, "threads": args.threads, "batch": args.batch, "dropout": args.dropout,
                       "iterations": args.iterations, "images_per_sec": ips, "accuracy": acc,
                       "train_step_flops_per_image": train_step_flops(args.model)}))
 
