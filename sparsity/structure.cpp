@@ -74,7 +74,7 @@ std::string describe(const SparsityParameter& p) {
 
 ChannelFlow channel_flow(const Layer& layer) {
   const std::string type = layer.type();
-  if (type == "ReLU" || type == "TanH" || type == "Dropout" || type == "ApproxDropout" || type == "Split")
+  if (type == "ReLU" || type == "TanH" || type == "Dropout" || type == "ApproxDropout" || type == "FeatureMapDropout" || type == "Split")
     return ChannelFlow::kElementwise;
   if (type == "Scale") return layer.param().scale_param().bias_term() ? ChannelFlow::kOpaque : ChannelFlow::kElementwise;
   if (type == "Pooling") return ChannelFlow::kPool;
