@@ -10,22 +10,13 @@
 #include "runtime/model_file.hpp"
 #include "runtime/parallel.hpp"
 #include "runtime/solver.hpp"
-#include "support/learnable_dataset.hpp"
+#include "support/solver_configs.hpp"
 
 using namespace dsg;
 using test::TempDir;
 
-static LoadedConfig load(const TempDir& dir, const std::string& text) {
-  std::string path = dir.file("solver.prototxt");
-  std::ofstream(path) << text;
-  return load_solver_config(path);
-}
-
-static Context cpu_ctx(uint64_t seed) {
-  Context ctx;
-  ctx.seed = seed;
-  return ctx;
-}
+static LoadedConfig load(const TempDir& dir, const std::string& text) { return test::load_config(dir, text); }
+using test::cpu_ctx;
 
 TEST_CASE("learning-rate policies follow Caffe's formulas", "[solver][lr]") {
   SolverParameter p;
