@@ -261,8 +261,6 @@ std::vector<compress::LayerCost> Evaluator::cost(int64_t sram_bytes) const {
     in.positions = top.count() / n / outputs;
     in.activations_out = top.count() / n;
     in.activations_in = net_->blob(l->param().bottom(0)).count() / n;
-    std::vector<float> v = compress::decode_values(*b);
-    for (float x : v) in.nonzero_values += x != 0.0f;
     switch (b->kind) {
       case compress::BlobKind::RAW:
         in.stored_values = b->count();
@@ -270,10 +268,15 @@ std::vector<compress::LayerCost> Evaluator::cost(int64_t sram_bytes) const {
         break;
       case compress::BlobKind::TERNARY:
         in.stored_values = b->count();
+        in.nonzero_values = b->count() - std::count(b->codes.begin(), b->codes.end(), 0u);
         in.weight_bits = 2;
         break;
       case compress::BlobKind::CODEBOOK:
       case compress::BlobKind::SPARSE_F32:
+        compress::for_each_stored(*b, [&](int64_t, size_t k) {
+          const bool zero = b->kind == compress::BlobKind::CODEBOOK ? b->codebook[b->codes[k]] == 0.0f : b->values[k] == 0.0f;
+          in.nonzero_values += !zero;
+        });
         in.entries = int64_t(b->z.size());
         in.stored_values = in.entries * b->block;
         in.weight_bits = b->kind == compress::BlobKind::CODEBOOK ? b->weight_bits : 32;

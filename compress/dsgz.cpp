@@ -515,13 +515,8 @@ std::vector<float> decode_values(const CompressedBlob& b) {
     for (int64_t i = 0; i < count; ++i) out[size_t(i)] = b.codebook[b.codes[size_t(i)]];
     return out;
   }
-  int64_t pos = -1;
-  size_t k = 0;
-  for (uint32_t z : b.z) {
-    pos += int64_t(z) + 1;
-    for (int64_t j = 0; j < b.block; ++j, ++k)
-      out[size_t(pos * b.block + j)] = b.kind == BlobKind::CODEBOOK ? b.codebook[b.codes[k]] : b.values[k];
-  }
+  const bool codebook = b.kind == BlobKind::CODEBOOK;
+  for_each_stored(b, [&](int64_t e, size_t k) { out[size_t(e)] = codebook ? b.codebook[b.codes[k]] : b.values[k]; });
   return out;
 }
 
@@ -529,12 +524,7 @@ std::vector<uint32_t> decode_codes(const CompressedBlob& b) {
   if (b.kind == BlobKind::TERNARY) return b.codes;
   if (b.kind != BlobKind::CODEBOOK) return {};
   std::vector<uint32_t> out(static_cast<size_t>(b.count()), 0u);
-  int64_t pos = -1;
-  size_t k = 0;
-  for (uint32_t z : b.z) {
-    pos += int64_t(z) + 1;
-    for (int64_t j = 0; j < b.block; ++j, ++k) out[size_t(pos * b.block + j)] = b.codes[k];
-  }
+  for_each_stored(b, [&](int64_t e, size_t k) { out[size_t(e)] = b.codes[k]; });
   return out;
 }
 

@@ -53,6 +53,19 @@ struct CompressedBlob {
   int64_t count() const;
 };
 
+// Walks the stored values of a CODEBOOK or SPARSE_F32 blob in order: fn(element, k) for the k-th
+// stored value (codes[k] / values[k]), which belongs to weight `element` of the dense blob.
+// Fillers and block-internal zeros are visited too (their code / value is 0).
+template <class Fn>
+void for_each_stored(const CompressedBlob& blob, Fn&& fn) {
+  int64_t block = -1;
+  size_t k = 0;
+  for (uint32_t z : blob.z) {
+    block += int64_t(z) + 1;
+    for (int64_t j = 0; j < blob.block; ++j, ++k) fn(block * blob.block + j, k);
+  }
+}
+
 // Per-blob facts for dsgcompress's table.
 struct BlobStats {
   std::string layer;

@@ -42,16 +42,10 @@ class CompressedOperator : public WeightOperator {
       return;
     }
     const bool codebook = blob_.kind == BlobKind::CODEBOOK;
-    int64_t block = -1;
-    size_t k = 0;
-    for (uint32_t z : blob_.z) {
-      block += int64_t(z) + 1;
-      const int64_t base = block * blob_.block;
-      for (int64_t j = 0; j < blob_.block; ++j, ++k) {
-        float w = codebook ? s[blob_.codes[k]] : blob_.values[k];
-        if (w != 0.0f) accumulate(base + j, w);
-      }
-    }
+    for_each_stored(blob_, [&](int64_t element, size_t k) {
+      const float w = codebook ? s[blob_.codes[k]] : blob_.values[k];
+      if (w != 0.0f) accumulate(element, w);
+    });
   }
 
  private:

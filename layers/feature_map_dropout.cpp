@@ -22,9 +22,6 @@ class FeatureMapDropoutLayer : public UnitDropLayer {
   using UnitDropLayer::UnitDropLayer;
   const char* type() const override { return "FeatureMapDropout"; }
 
-  // Running sensitivity per channel (0 until the first backward).
-  const std::vector<double>& sensitivity() const { return sensitivity_; }
-
  protected:
   void setup_units() override {
     const auto& fp = param_.feature_map_dropout_param();

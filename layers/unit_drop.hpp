@@ -28,8 +28,12 @@ class UnitDropLayer : public Layer {
     scale_ = 1.0f;
     if (train_) choose_kept(ctx, kept, scale_);
     if (int(kept.size()) >= units_) kept.clear();
-    if (kept == dynamic_kept_) return false;
+    if (kept == dynamic_kept_ && scale_ == multiplier_scale_) return false;
     dynamic_kept_ = std::move(kept);
+    // Per-unit multiplier for forward and backward: scale on kept units, 0 on dropped ones.
+    multiplier_.assign(static_cast<size_t>(units_), dynamic_kept_.empty() ? scale_ : 0.0f);
+    for (int u : dynamic_kept_) multiplier_[size_t(u)] = scale_;
+    multiplier_scale_ = scale_;
     return true;
   }
 
@@ -77,9 +81,7 @@ class UnitDropLayer : public Layer {
       return;
     }
     const int64_t samples = shape.shape(0), per_unit = shape.count(2), per_sample = int64_t(units_) * per_unit;
-    std::vector<float> multiplier(static_cast<size_t>(units_), 0.0f);
-    for (int u : dynamic_kept_) multiplier[size_t(u)] = scale_;
-    const float* m = multiplier.data();
+    const float* m = multiplier_.data();
     for (int64_t s = 0; s < samples; ++s) {
       const float* a = in + s * per_sample;
       float* b = out + s * per_sample;
@@ -95,6 +97,10 @@ class UnitDropLayer : public Layer {
   float ratio_ = 0.5f, scale_ = 1.0f;
   int units_ = 0;
   bool train_ = true;
+
+ private:
+  std::vector<float> multiplier_;  // from the last sample_dynamic_structure
+  float multiplier_scale_ = -1.0f;
 };
 
 }  // namespace dsg

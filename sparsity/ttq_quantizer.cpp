@@ -93,10 +93,6 @@ class TtqQuantizer : public Quantizer {
     wn_ = -codebook_[2];
   }
 
-  // For tests: the latent full-precision weights and the scales.
-  float wp() const { return wp_; }
-  float wn() const { return wn_; }
-
  private:
   void assign_codes() {
     float m = 0;
