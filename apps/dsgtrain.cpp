@@ -114,7 +114,15 @@ int run(const Options& opt) {
                               json_number(r.epoch).c_str(), json_number(r.train_loss).c_str(),
                               json_number(r.loss).c_str());
     for (const auto& kv : r.outputs) line += ", \"" + kv.first + "\": " + json_number(kv.second);
-    line += ", \"images_per_sec\": " + json_number(r.images_per_sec) + "}";
+    line += ", \"images_per_sec\": " + json_number(r.images_per_sec);
+    const NetCost& c = r.train_cost;
+    if (c.dense_forward_macs > 0)
+      line += ", \"train_macs_dense\": " + json_number(c.dense_training_ops()) + ", \"train_macs\": " +
+              json_number(c.training_ops()) + ", \"search_ops\": " + json_number(c.search_ops) +
+              ", \"inference_macs_dense\": " + json_number(c.dense_forward_macs) + ", \"inference_macs\": " +
+              json_number(c.inference_ops()) + ", \"activation_bytes\": " + json_number(c.activation_bytes()) +
+              ", \"activation_zvc_bytes\": " + json_number(c.activation_zvc_bytes());
+    line += "}";
     metrics << line << "\n";
     metrics.flush();
   };

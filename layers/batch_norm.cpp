@@ -5,9 +5,13 @@
 // Blobs (state, not learned): [0] running mean sum [C], [1] running variance sum [C],
 // [2] moving-average factor [1]. With batch statistics each forward updates, as in Caffe,
 //   factor = factor * maf + 1,  blob0 = blob0 * maf + mean,  blob1 = blob1 * maf + var * m/(m-1)
-// (m = N * spatial), and global statistics are blob0 / factor and blob1 / factor.
+// (m = N * spatial), and global statistics are blob0 / factor and blob1 / factor. A channel that
+// is exactly zero for the whole batch (not computed: a channel dropped for the mini-batch) adds no
+// statistics: its global mean and variance stay as they were (and the first statistics of such a
+// channel stand in for the passes it missed).
 // use_global_stats defaults to (ctx.phase == TEST), decided per forward call unless
-// batch_norm_param.use_global_stats is set. In-place capable (backward uses the top values).
+// batch_norm_param.use_global_stats is set. Backward recomputes y from the bottom, so later layers
+// may modify the top in place (Scale, DSG's double mask); in place, forward keeps a copy of y.
 #include <algorithm>
 #include <cmath>
 #include <memory>
@@ -85,6 +89,22 @@ class BatchNormLayer : public Layer {
         const double var = sumsq / double(m);
         mean_[c] = float(mu);
         inv_std_[c] = float(1.0 / std::sqrt(var + eps_));
+        if (mu == 0 && sumsq == 0) {
+          // Not computed in this pass (DSG's batch-shared selection, a dropped or pruned channel):
+          // no statistics. Adding the current global estimate keeps run / factor unchanged.
+          const float keep = factor[0] == 0.0f ? 0.0f : 1.0f / factor[0];
+          run_mean[c] = run_mean[c] * maf_ + run_mean[c] * keep;
+          run_var[c] = run_var[c] * maf_ + run_var[c] * keep;
+          return;
+        }
+        if (run_mean[c] == 0 && run_var[c] == 0 && factor[0] != 0) {
+          // First statistics of a channel that was not computed before: they stand in for the
+          // passes it missed, so the global estimate is not diluted by them.
+          const float weight = factor[0] * maf_ + 1.0f;
+          run_mean[c] = float(mu) * weight;
+          run_var[c] = bias_correction * float(var) * weight;
+          return;
+        }
         run_mean[c] = run_mean[c] * maf_ + float(mu);
         run_var[c] = run_var[c] * maf_ + bias_correction * float(var);
       });
@@ -97,6 +117,8 @@ class BatchNormLayer : public Layer {
         for (int64_t s = 0; s < spatial; ++s) y[off + s] = (x[off + s] - mu) * is;
       }
     });
+    if (x == y) saved_y_.assign(y, y + top[0]->count());
+    else saved_y_.clear();
   }
 
   // Batch statistics: dx = (dy - mean(dy) - y * mean(dy * y)) / sqrt(var + eps), means per channel.
@@ -106,10 +128,13 @@ class BatchNormLayer : public Layer {
     if (!propagate_down[0]) return;
     const int num = bottom[0]->shape(0), C = channels_;
     const int64_t spatial = bottom[0]->count(2), m = int64_t(num) * spatial;
-    const float* y = top[0]->data();
+    const bool in_place = bottom[0] == top[0];
+    const float* x = bottom[0]->data();
     const float* dy = top[0]->diff();
     float* dx = bottom[0]->mutable_diff();
     for_channels(m, [&](int c) {
+      const float mu = mean_[c], is_c = inv_std_[c];
+      auto y_at = [&](int64_t i) { return in_place ? saved_y_[size_t(i)] : (x[i] - mu) * is_c; };
       float mean_dy = 0, mean_dyy = 0;
       if (!global_ && m > 0) {
         double a = 0, b = 0;
@@ -117,7 +142,7 @@ class BatchNormLayer : public Layer {
           const int64_t off = (int64_t(n) * C + c) * spatial;
           for (int64_t s = 0; s < spatial; ++s) {
             a += dy[off + s];
-            b += double(dy[off + s]) * y[off + s];
+            b += double(dy[off + s]) * y_at(off + s);
           }
         }
         mean_dy = float(a / double(m));
@@ -127,7 +152,7 @@ class BatchNormLayer : public Layer {
       for (int n = 0; n < num; ++n) {
         const int64_t off = (int64_t(n) * C + c) * spatial;
         for (int64_t s = 0; s < spatial; ++s)
-          dx[off + s] = (dy[off + s] - mean_dy - y[off + s] * mean_dyy) * is;
+          dx[off + s] = (dy[off + s] - mean_dy - y_at(off + s) * mean_dyy) * is;
       }
     });
   }
@@ -146,6 +171,7 @@ class BatchNormLayer : public Layer {
   float eps_ = 1e-5f, maf_ = 0.999f;
   bool global_ = false;                 // whether the last forward used the running statistics
   std::vector<float> mean_, inv_std_;   // per channel, from the last forward
+  std::vector<float> saved_y_;          // y of the last forward when running in place
 };
 
 DSG_REGISTER_LAYER("BatchNorm", BatchNormLayer);

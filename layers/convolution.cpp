@@ -18,6 +18,12 @@
 // gathered into a compact copy every forward. Backward computes dW and db for the kept entries
 // only (other entries of the diffs are left as they are), and dX from the kept rows, writing 0 for
 // input channels that were skipped.
+//
+// Dynamic Sparse Graph (dsg_param, layers/dsg_select.hpp; group 1, one bottom): PER_SAMPLE keeps
+// (1 - gamma) of the output channels at every output position of every image, chosen on the
+// estimates of the im2col windows, and computes them as dot products over the window (the other
+// outputs are exact zeros, no bias); backward runs through the kept outputs only. BATCH_SHARED
+// selects the output channels once per pass and runs the structured path with them.
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -28,6 +34,7 @@
 #include "runtime/math.hpp"
 #include "runtime/parallel.hpp"
 #include "layers/conv_im2col.hpp"
+#include "layers/dsg_select.hpp"
 #include "layers/structured.hpp"
 
 namespace dsg {
@@ -69,6 +76,11 @@ class ConvolutionLayer : public Layer {
       throw Error(where() + strfmt("group %d must divide both the input channels (%d) and num_output (%d)",
                                    group_, c_, m_));
     bias_term_ = p.bias_term();
+    if (param_.has_dsg_param()) {
+      if (group_ != 1 || bottom.size() != 1)
+        throw Error(where() + "dsg_param needs group 1 and a single bottom");
+      dsg_.configure(param_, where(), m_, c_ * kh_ * kw_, key());
+    }
 
     std::vector<int> wshape{m_, c_ / group_, kh_, kw_};
     if (!blobs_.empty()) {
@@ -119,7 +131,7 @@ class ConvolutionLayer : public Layer {
     const int64_t cap = kColumnFloatsPerThread * num_threads();
     chunk_ = static_cast<int>(std::clamp<int64_t>(cap / std::max<int64_t>(1, rows * spatial), 1, std::max(1, n_)));
     col_.reshape({static_cast<int>(std::max<int64_t>(1, rows)), static_cast<int>(chunk_ * spatial)});
-    if (chunk_ > 1 || sparse_) buf_.reshape({std::max(1, og_[group_]), static_cast<int>(chunk_ * spatial)});
+    if (chunk_ > 1 || sparse_ || dsg_.configured()) buf_.reshape({std::max(1, dsg_.configured() ? m_ : og_[group_]), static_cast<int>(chunk_ * spatial)});
   }
 
   bool set_weight_operator(std::shared_ptr<const WeightOperator> op) override {
@@ -127,12 +139,38 @@ class ConvolutionLayer : public Layer {
       throw Error(where() + strfmt("weight operator is %lldx%lld, the weights are %dx%lld",
                                    static_cast<long long>(op->rows()), static_cast<long long>(op->cols()), m_,
                                    static_cast<long long>(int64_t(c_) * kh_ * kw_ / group_)));
-    if (op && group_ != 1) return false;
+    if (op && (group_ != 1 || dsg_.configured())) return false;
     weight_operator_ = std::move(op);
     return true;
   }
 
-  void forward_cpu(const TensorVec& bottom, const TensorVec& top, const Context&) override {
+  const std::vector<uint8_t>* dynamic_output_mask() const override { return dsg_on_ ? &mask_ : nullptr; }
+  bool double_mask_output() const override { return dsg_.configured() && dsg_.double_mask(); }
+
+  LayerMacs macs() const override {
+    LayerMacs c;
+    const double windows = double(n_) * ho_ * wo_, taps = double(kh_) * kw_;
+    const double dense = windows * m_ * (double(c_) / group_) * taps;
+    c.dense_forward = dense;
+    c.dense_backward = 2 * dense;
+    double done = dense;
+    if (dsg_on_ && dsg_.per_sample()) {
+      done = windows * dsg_.keep() * c_ * taps;
+    } else if (sparse_) {
+      done = 0;
+      for (int g = 0; g < group_; ++g) done += windows * (og_[g + 1] - og_[g]) * (ig_[g + 1] - ig_[g]) * taps;
+    }
+    c.forward = done;
+    c.backward = 2 * done;
+    c.search = dsg_on_ ? dsg_.search_ops() : 0;
+    return c;
+  }
+
+  void forward_cpu(const TensorVec& bottom, const TensorVec& top, const Context& ctx) override {
+    dsg_on_ = dsg_.active(ctx.phase);
+    if (dsg_on_ && dsg_.per_sample()) return forward_dsg_rows(*bottom[0], *top[0]);
+    if (dsg_on_) select_shared(*bottom[0]);
+    else if (dsg_.configured() && !active_outputs().empty()) set_active_outputs({}), configure_structure();
     if (weight_operator_ && sparse_)
       throw Error(where() + "a weight operator cannot be combined with structured (FILTER / CHANNEL) execution");
     const int64_t spatial = int64_t(ho_) * wo_;
@@ -176,6 +214,7 @@ class ConvolutionLayer : public Layer {
   void backward_cpu(const TensorVec& top, const std::vector<bool>& propagate_down, const TensorVec& bottom,
                     const Context&) override {
     if (weight_operator_) throw Error(where() + "runs through a weight operator (inference only); no backward");
+    if (dsg_on_ && dsg_.per_sample()) return backward_dsg_rows(*top[0], propagate_down[0], *bottom[0]);
     const bool need_w = param_propagate_down(0);
     const bool need_b = bias_term_ && param_propagate_down(1);
     const int64_t spatial = int64_t(ho_) * wo_, taps = int64_t(kh_) * kw_;
@@ -236,6 +275,105 @@ class ConvolutionLayer : public Layer {
   }
 
  private:
+  // DSG: the im2col windows of images [n0, n0 + nb) as rows, colt_ [nb Ho Wo, C kh kw].
+  const float* window_rows(const float* x, int n0, int nb) {
+    const int64_t len = int64_t(nb) * ho_ * wo_, d = int64_t(c_) * kh_ * kw_;
+    float* col = col_.mutable_data();
+    im2col(x, n0, nb, col, len);
+    col_holds_ = -1;
+    colt_.resize(size_t(len * d));
+    transpose(col, d, len, colt_.data());
+    return colt_.data();
+  }
+
+  // dst [cols, rows] = src [rows, cols]^T, in cache blocks.
+  static void transpose(const float* src, int64_t rows, int64_t cols, float* dst) {
+    constexpr int64_t B = 32;
+    for (int64_t r0 = 0; r0 < rows; r0 += B)
+      for (int64_t c0 = 0; c0 < cols; c0 += B)
+        for (int64_t r = r0; r < std::min(rows, r0 + B); ++r)
+          for (int64_t c = c0; c < std::min(cols, c0 + B); ++c) dst[c * rows + r] = src[r * cols + c];
+  }
+
+  // DSG, PER_SAMPLE: the kept output channels of every window, as dot products over the window.
+  void forward_dsg_rows(const Tensor& bottom, Tensor& top) {
+    if (sparse_ || weight_operator_)
+      throw Error(where() + "dsg_param PER_SAMPLE cannot be combined with structured sparsity or a weight operator");
+    const int keep = dsg_.keep(), d = c_ * kh_ * kw_;
+    const int64_t spatial = int64_t(ho_) * wo_;
+    const float* w = blobs_[0]->data();
+    const float* bias = bias_term_ ? blobs_[1]->data() : nullptr;
+    sel_.resize(size_t(n_) * spatial * keep);
+    dsg_.project_weights(w);
+    float* y = top.mutable_data();
+    std::fill(y, y + top.count(), 0.0f);
+    mask_.assign(size_t(top.count()), 0);
+    for (int n0 = 0; n0 < n_; n0 += chunk_) {
+      const int nb = std::min(chunk_, n_ - n0);
+      const int64_t len = nb * spatial;
+      const float* rows = window_rows(bottom.data(), n0, nb);
+      int* sel = sel_.data() + int64_t(n0) * spatial * keep;
+      dsg_.select_rows(rows, len, d, sel);
+      yc_.resize(size_t(len) * keep);
+      dsg_forward_rows(rows, len, d, w, d, sel, keep, yc_.data());
+      for (int64_t r = 0; r < len; ++r) {
+        const int64_t n = n0 + r / spatial, pos = r % spatial;
+        for (int j = 0; j < keep; ++j) {
+          const int m = sel[r * keep + j];
+          const int64_t o = (n * m_ + m) * spatial + pos;
+          y[o] = yc_[size_t(r * keep + j)] + (bias ? bias[m] : 0.0f);
+          mask_[size_t(o)] = 1;
+        }
+      }
+    }
+  }
+
+  void backward_dsg_rows(const Tensor& top, bool need_x, Tensor& bottom) {
+    const bool need_w = param_propagate_down(0), need_b = bias_term_ && param_propagate_down(1);
+    if (!need_w && !need_b && !need_x) return;
+    const int keep = dsg_.keep(), d = c_ * kh_ * kw_;
+    const int64_t spatial = int64_t(ho_) * wo_;
+    const float* dy = top.diff();
+    for (int n0 = 0; n0 < n_; n0 += chunk_) {
+      const int nb = std::min(chunk_, n_ - n0);
+      const int64_t len = nb * spatial;
+      const float* rows = window_rows(bottom.data(), n0, nb);
+      const int* sel = sel_.data() + int64_t(n0) * spatial * keep;
+      yc_.resize(size_t(len) * keep);
+      for (int64_t r = 0; r < len; ++r) {
+        const int64_t n = n0 + r / spatial, pos = r % spatial;
+        for (int j = 0; j < keep; ++j) yc_[size_t(r * keep + j)] = dy[(n * m_ + sel[r * keep + j]) * spatial + pos];
+      }
+      if (need_x) dcolt_.resize(size_t(len) * d);
+      dsg_backward_rows(rows, len, d, blobs_[0]->data(), m_, d, sel, keep, yc_.data(),
+                        need_x ? dcolt_.data() : nullptr, d, need_w ? blobs_[0]->mutable_diff() : nullptr,
+                        need_b ? blobs_[1]->mutable_diff() : nullptr);
+      if (!need_x) continue;
+      float* col = col_.mutable_data();
+      transpose(dcolt_.data(), len, d, col);
+      col2im(col, len, n0, nb, bottom.mutable_diff());
+    }
+  }
+
+  // DSG, BATCH_SHARED: the output channels kept for the whole pass become active_outputs.
+  void select_shared(const Tensor& bottom) {
+    if (!ins_.empty()) throw Error(where() + "dsg_param cannot be combined with pruned input channels");
+    const int d = c_ * kh_ * kw_;
+    const int64_t spatial = int64_t(ho_) * wo_;
+    dsg_.project_weights(blobs_[0]->data());
+    dsg_.begin_batch();
+    for (int n0 = 0; n0 < n_; n0 += chunk_) {
+      const int nb = std::min(chunk_, n_ - n0);
+      dsg_.add_rows(window_rows(bottom.data(), n0, nb), nb * spatial, d);
+    }
+    std::vector<int> kept = dsg_.kept_outputs();
+    mask_.assign(size_t(n_) * m_ * spatial, 0);
+    for (int n = 0; n < n_; ++n)
+      for (int m : kept) std::fill_n(mask_.begin() + (int64_t(n) * m_ + m) * spatial, spatial, uint8_t(1));
+    set_active_outputs(std::move(kept));
+    configure_structure();
+  }
+
   // Reads kernel/stride/pad/dilation in Caffe's forms: the repeated field with 1 or 2 entries
   // (h, w), or the _h/_w pair.
   void read_geometry(const ConvolutionParameter& p) {
@@ -453,6 +591,13 @@ class ConvolutionLayer : public Layer {
   std::vector<int64_t> woff_;           // offset of group g's [rows, channels kh kw] block in wc_
   std::vector<int> out_row_, in_row_;   // channel -> compact row / im2col channel, -1 if skipped
   std::vector<float> wc_, dwc_;         // compact weights (gathered every forward) and their diff
+
+  // Dynamic Sparse Graph (dsg_param).
+  DsgSelector dsg_;
+  bool dsg_on_ = false;                 // the last forward selected its outputs
+  std::vector<int> sel_;                // PER_SAMPLE: kept channels per window [N Ho Wo, keep]
+  std::vector<uint8_t> mask_;           // the last forward's output mask (top layout)
+  std::vector<float> colt_, dcolt_, yc_;  // windows as rows, their diff, kept outputs [windows, keep]
 };
 
 DSG_REGISTER_LAYER("Convolution", ConvolutionLayer);

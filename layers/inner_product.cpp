@@ -10,6 +10,11 @@
 // shrinks). The kept rows / columns of W and the kept columns of X are gathered into compact
 // buffers every forward (X again in backward). Backward adds dW / db for the kept entries only
 // (the other diff entries are left as they are) and writes dX for the kept features, 0 elsewhere.
+//
+// Dynamic Sparse Graph (dsg_param, layers/dsg_select.hpp): PER_SAMPLE computes the kept outputs of
+// each sample as dot products (the others are exact zeros, no bias) and backpropagates through
+// them only; BATCH_SHARED selects the kept neurons once per pass and runs the structured path
+// above with them as active_outputs.
 #include <algorithm>
 #include <cstring>
 #include <utility>
@@ -19,6 +24,7 @@
 #include "runtime/filler.hpp"
 #include "runtime/layer.hpp"
 #include "runtime/math.hpp"
+#include "layers/dsg_select.hpp"
 #include "layers/structured.hpp"
 
 namespace dsg {
@@ -50,8 +56,10 @@ class InnerProductLayer : public Layer {
       if (blobs_.size() != expected || blobs_[0]->shape() != wshape ||
           (bias_term_ && blobs_[1]->shape() != std::vector<int>{n_}))
         throw Error(where() + "preset parameter blobs do not match num_output/bias_term/input size");
+      setup_dsg();
       return;
     }
+    setup_dsg();
     blobs_.push_back(std::make_shared<Tensor>(wshape));
     fill(p.weight_filler(), *blobs_[0], rng);
     if (bias_term_) {
@@ -78,13 +86,34 @@ class InnerProductLayer : public Layer {
     if (op && (op->rows() != n_ || op->cols() != k_))
       throw Error(where() + strfmt("weight operator is %lldx%lld, the weights are %dx%d",
                                    static_cast<long long>(op->rows()), static_cast<long long>(op->cols()), n_, k_));
-    if (op && transpose_) return false;
+    if (op && (transpose_ || dsg_.configured())) return false;
     weight_operator_ = std::move(op);
     return true;
   }
 
-  void forward_cpu(const TensorVec& bottom, const TensorVec& top, const Context&) override {
+  const std::vector<uint8_t>* dynamic_output_mask() const override { return dsg_on_ ? &mask_ : nullptr; }
+  bool double_mask_output() const override { return dsg_.configured() && dsg_.double_mask(); }
+
+  LayerMacs macs() const override {
+    LayerMacs c;
+    const double dense = double(m_) * n_ * k_;
+    c.dense_forward = dense;
+    c.dense_backward = 2 * dense;
+    double done = dense;
+    if (dsg_on_ && dsg_.per_sample()) done = double(m_) * dsg_.keep() * k_;
+    else if (sparse_) done = double(m_) * nk_ * kk_;
+    c.forward = done;
+    c.backward = 2 * done;
+    c.search = dsg_on_ ? dsg_.search_ops() : 0;
+    return c;
+  }
+
+  void forward_cpu(const TensorVec& bottom, const TensorVec& top, const Context& ctx) override {
     if (weight_operator_) return forward_operator(*bottom[0], *top[0]);
+    dsg_on_ = dsg_.active(ctx.phase);
+    if (dsg_on_ && dsg_.per_sample()) return forward_dsg_rows(*bottom[0], *top[0]);
+    if (dsg_on_) select_shared(*bottom[0]);
+    else if (dsg_.configured() && !active_outputs().empty()) set_active_outputs({}), configure_structure();
     if (sparse_) return forward_structured(*bottom[0], *top[0]);
     const float* x = bottom[0]->data();
     const float* w = blobs_[0]->data();
@@ -101,6 +130,7 @@ class InnerProductLayer : public Layer {
   void backward_cpu(const TensorVec& top, const std::vector<bool>& propagate_down, const TensorVec& bottom,
                     const Context&) override {
     if (weight_operator_) throw Error(where() + "runs through a weight operator (inference only); no backward");
+    if (dsg_on_ && dsg_.per_sample()) return backward_dsg_rows(*top[0], propagate_down[0], *bottom[0]);
     if (sparse_) return backward_structured(*top[0], propagate_down[0], *bottom[0]);
     const float* dy = top[0]->diff();
     const float* x = bottom[0]->data();
@@ -134,6 +164,60 @@ class InnerProductLayer : public Layer {
     const float* b = bias_term_ ? blobs_[1]->data() : nullptr;
     for (int i = 0; i < m_; ++i)
       for (int j = 0; j < n_; ++j) y[int64_t(i) * n_ + j] = op_out_[size_t(j) * m_ + i] + (b ? b[j] : 0.0f);
+  }
+
+  void setup_dsg() {
+    if (!param_.has_dsg_param()) return;
+    if (transpose_) throw Error(where() + "dsg_param needs the untransposed weight layout (transpose: false)");
+    if (axis_ != 1) throw Error(where() + "dsg_param needs axis 1 (one row per sample)");
+    dsg_.configure(param_, where(), n_, k_, key());
+  }
+
+  // DSG, PER_SAMPLE: the kept outputs of every sample, computed as dot products.
+  void forward_dsg_rows(const Tensor& bottom, Tensor& top) {
+    if (!active_inputs().empty() || !active_outputs().empty())
+      throw Error(where() + "dsg_param PER_SAMPLE cannot be combined with structured sparsity on the same layer");
+    const int keep = dsg_.keep();
+    const float* x = bottom.data();
+    const float* w = blobs_[0]->data();
+    sel_.resize(size_t(m_) * keep);
+    yc_.resize(size_t(m_) * keep);
+    dsg_.project_weights(w);
+    dsg_.select_rows(x, m_, k_, sel_.data());
+    dsg_forward_rows(x, m_, k_, w, k_, sel_.data(), keep, yc_.data());
+    float* y = top.mutable_data();
+    const float* b = bias_term_ ? blobs_[1]->data() : nullptr;
+    std::fill(y, y + int64_t(m_) * n_, 0.0f);
+    mask_.assign(size_t(m_) * n_, 0);
+    for (int i = 0; i < m_; ++i)
+      for (int j = 0; j < keep; ++j) {
+        const int64_t e = int64_t(i) * keep + j, o = int64_t(i) * n_ + sel_[size_t(e)];
+        y[o] = yc_[size_t(e)] + (b ? b[sel_[size_t(e)]] : 0.0f);
+        mask_[size_t(o)] = 1;
+      }
+  }
+
+  void backward_dsg_rows(const Tensor& top, bool need_x, Tensor& bottom) {
+    const int keep = dsg_.keep();
+    const float* dy = top.diff();
+    for (int64_t e = 0; e < int64_t(m_) * keep; ++e) yc_[size_t(e)] = dy[(e / keep) * n_ + sel_[size_t(e)]];
+    dsg_backward_rows(bottom.data(), m_, k_, blobs_[0]->data(), n_, k_, sel_.data(), keep, yc_.data(),
+                      need_x ? bottom.mutable_diff() : nullptr, k_,
+                      param_propagate_down(0) ? blobs_[0]->mutable_diff() : nullptr,
+                      bias_term_ && param_propagate_down(1) ? blobs_[1]->mutable_diff() : nullptr);
+  }
+
+  // DSG, BATCH_SHARED: the kept neurons of this pass become active_outputs (structured path).
+  void select_shared(const Tensor& bottom) {
+    dsg_.project_weights(blobs_[0]->data());
+    dsg_.begin_batch();
+    dsg_.add_rows(bottom.data(), m_, k_);
+    std::vector<int> kept = dsg_.kept_outputs();
+    mask_.assign(size_t(m_) * n_, 0);
+    for (int i = 0; i < m_; ++i)
+      for (int j : kept) mask_[size_t(i) * n_ + j] = 1;
+    set_active_outputs(std::move(kept));
+    configure_structure();
   }
 
   // Reads active_outputs() / active_inputs() into outs_ / ins_ (empty = all) and sizes the compact
@@ -298,6 +382,12 @@ class InnerProductLayer : public Layer {
   bool indexed_ = false;                      // runs too short for memcpy: index through ins_
   std::vector<float> wc_, dwc_, xc_, yc_;     // W' [N', K'] and its diff, X' / dX' [M, K'], Y' / dY' [M, N']
   std::vector<float> op_in_, op_out_;  // weight-operator transposes
+
+  // Dynamic Sparse Graph (dsg_param).
+  DsgSelector dsg_;
+  bool dsg_on_ = false;         // the last forward selected its outputs
+  std::vector<int> sel_;        // PER_SAMPLE: kept outputs per sample [M, keep]
+  std::vector<uint8_t> mask_;   // the last forward's output mask [M, N]
 };
 
 DSG_REGISTER_LAYER("InnerProduct", InnerProductLayer);

@@ -21,6 +21,14 @@ namespace dsg {
 
 using TensorVec = std::vector<Tensor*>;
 
+// Multiply-accumulates of a layer's last forward and backward pass (Convolution, InnerProduct):
+// what the dense layer would do and what was done. `search` counts the operations spent choosing
+// what to compute (DSG's random projection additions and estimate MACs).
+struct LayerMacs {
+  double dense_forward = 0, dense_backward = 0;
+  double forward = 0, backward = 0, search = 0;
+};
+
 class Layer {
  public:
   explicit Layer(const LayerParameter& param);
@@ -87,6 +95,16 @@ class Layer {
   virtual bool drops_units() const { return false; }
   virtual bool sample_dynamic_structure(const Context& ctx) { (void)ctx; return false; }
   const std::vector<int>& dynamic_kept() const { return dynamic_kept_; }
+
+  // Dynamic Sparse Graph (layers/dsg_select.hpp): the output mask of the last forward, one byte
+  // per element of top[0] (1 = computed; the other outputs are exactly 0), or nullptr when the
+  // layer does not select its outputs per pass. When double_mask_output() is true the Net applies
+  // the same mask again after the BatchNorm (and Scale) that follows (DSG's double-mask selection).
+  virtual const std::vector<uint8_t>* dynamic_output_mask() const { return nullptr; }
+  virtual bool double_mask_output() const { return false; }
+
+  // Multiply-accumulates of the last forward / backward (zeros for layers without GEMMs).
+  virtual LayerMacs macs() const { return {}; }
 
   // Inference only: computes the weight product through `op` instead of the dense weight blob
   // (nullptr restores the blob). Returns false when the layer cannot use one (only InnerProduct

@@ -88,6 +88,50 @@ Net::Net(const NetParameter& param, Phase phase, std::mt19937_64& rng, const std
   build_arena();
   for (size_t i = 0; i < layers_.size(); ++i)
     if (layers_[i]->drops_units()) dynamic_.push_back({i, dynamic_drop_producer(*this, i)});
+  find_double_masks();
+}
+
+void Net::find_double_masks() {
+  masked_by_.assign(layers_.size(), -1);
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    if (!layers_[i]->param().has_dsg_param()) continue;
+    const Tensor* t = tops_[i][0];
+    int last = -1;
+    bool relu = false;
+    for (size_t j = i + 1; j < layers_.size(); ++j) {
+      bool reads = false;
+      for (const Tensor* b : bottoms_[j]) reads = reads || b == t;
+      if (!reads) continue;
+      const std::string type = layers_[j]->type();
+      const bool single = bottoms_[j].size() == 1 && tops_[j].size() == 1;
+      if (!relu) {
+        if (type != "ReLU" || !single)
+          throw Error("layer '" + layers_[i]->name() + "': dsg_param needs DSG's CONV/FC -> ReLU (-> BatchNorm -> Scale) " +
+                      "order, but its output goes to layer '" + layers_[j]->name() + "' (" + type + ")");
+        relu = true;
+      } else if (single && (type == "BatchNorm" || type == "Scale")) {
+        last = int(j);
+      } else {
+        break;
+      }
+      t = tops_[j][0];
+    }
+    if (!relu)
+      throw Error("layer '" + layers_[i]->name() + "': dsg_param needs a ReLU after the layer (DSG's CONV/FC -> ReLU -> BN order)");
+    if (last >= 0 && layers_[i]->double_mask_output()) masked_by_[size_t(last)] = int(i);
+  }
+}
+
+void Net::apply_output_mask(size_t layer, bool diff) {
+  const std::vector<uint8_t>* mask = layers_[size_t(masked_by_[layer])]->dynamic_output_mask();
+  if (!mask) return;
+  Tensor& t = *tops_[layer][0];
+  if (int64_t(mask->size()) != t.count())
+    throw Error("layer '" + layers_[layer]->name() + "': the DSG mask of '" + layers_[size_t(masked_by_[layer])]->name() +
+                "' has " + std::to_string(mask->size()) + " entries, the top has " + std::to_string(t.count()));
+  float* v = diff ? t.mutable_diff() : t.mutable_data();
+  const uint8_t* m = mask->data();
+  for (int64_t k = 0; k < t.count(); ++k) v[k] = m[k] ? v[k] : 0.0f;
 }
 
 void Net::build(const NetParameter& full, std::mt19937_64& rng, const std::vector<std::string>& locations) {
@@ -215,7 +259,10 @@ void Net::update_dynamic_structure(const Context& ctx) {
 float Net::forward(const Context& ctx) {
   if (!dynamic_.empty()) update_dynamic_structure(ctx);
   float loss = 0;
-  for (size_t i = 0; i < layers_.size(); ++i) loss += layers_[i]->forward(bottoms_[i], tops_[i], ctx);
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    loss += layers_[i]->forward(bottoms_[i], tops_[i], ctx);
+    if (masked_by_[i] >= 0) apply_output_mask(i, false);
+  }
   return loss;
 }
 
@@ -228,6 +275,7 @@ void Net::backward(const Context& ctx) {
       float* d = tops_[i][t]->mutable_diff();
       for (int64_t k = 0; k < tops_[i][t]->count(); ++k) d[k] = w;
     }
+    if (masked_by_[i] >= 0 && layer_needs_backward_[i]) apply_output_mask(i, true);
     if (layer_needs_backward_[i]) layer.backward(tops_[i], propagate_down_[i], bottoms_[i], ctx);
   }
 }

@@ -47,6 +47,10 @@ class Net {
   const std::string& name() const { return name_; }
   Phase phase() const { return phase_; }
   const std::vector<std::unique_ptr<Layer>>& layers() const { return layers_; }
+  // The tops of layer i (for cost accounting and tests).
+  const TensorVec& tops(size_t i) const { return tops_[i]; }
+  // The layer whose DSG output mask is re-applied to layer i's top (double-mask selection), or -1.
+  int double_mask_source(size_t i) const { return i < masked_by_.size() ? masked_by_[i] : -1; }
   const std::vector<LearnableParam>& learnable_params() const { return learnable_; }
   // Total number of floats in the parameter arena (learnable and state blobs).
   size_t arena_size() const { return arena_size_; }
@@ -75,6 +79,13 @@ class Net {
     int producer;
   };
   void update_dynamic_structure(const Context& ctx);
+  // DSG double-mask selection: finds, for every layer with double_mask_output(), the BatchNorm /
+  // Scale ending its CONV/FC -> ReLU -> BatchNorm (-> Scale) chain.
+  void find_double_masks();
+  void apply_output_mask(size_t layer, bool diff);
+
+  // masked_by_[j]: the layer whose dynamic output mask is applied to layer j's top (-1: none).
+  std::vector<int> masked_by_;
 
   std::vector<DynamicDrop> dynamic_;
   std::string name_;

@@ -161,7 +161,11 @@ void Solver::solve() {
   auto run_test = [&] {
     auto begin = Clock::now();
     double secs = std::chrono::duration<double>(begin - test_start).count();
+    const bool trained = iter_ > 0 && !losses_.empty();
+    NetCost cost = trained ? measure_net_cost(*train_net_) : NetCost{};
     TestReport r = test();
+    r.train_cost = cost;
+    if (trained) log_info(strfmt("Iteration %d, train net cost: ", iter_) + describe_net_cost(cost));
     overhead_seconds_ += std::chrono::duration<double>(Clock::now() - begin).count();
     r.images_per_sec = secs > 0 ? double(iter_ - test_iter_start) * samples_per_iter() / secs : 0;
     if (on_test) on_test(r);

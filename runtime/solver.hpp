@@ -12,6 +12,7 @@
 #include "dsg.pb.h"
 #include "runtime/config.hpp"
 #include "runtime/net.hpp"
+#include "runtime/net_cost.hpp"
 #include "runtime/update_rule.hpp"
 #include "sparsity/controller.hpp"
 
@@ -36,6 +37,7 @@ struct TestReport {
   float loss;                                          // weighted sum of loss outputs
   float train_loss;                                    // smoothed train loss at this point
   double images_per_sec;                               // training throughput since the last test
+  NetCost train_cost;                                  // of the last training pass (runtime/net_cost.hpp)
 };
 
 class Solver {
