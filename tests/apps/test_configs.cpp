@@ -5,6 +5,7 @@
 
 #include "datasets/data_paths.hpp"
 #include "runtime/config.hpp"
+#include "runtime/net_cost.hpp"
 #include "runtime/parallel.hpp"
 #include "runtime/solver.hpp"
 #include "support/learnable_dataset.hpp"
@@ -41,4 +42,27 @@ TEST_CASE("cifar10_quick trains on CIFAR-10 binary files given with --data", "[c
   solver.solve();
   REQUIRE(solver.losses().size() == 3);
   for (float l : solver.losses()) CHECK(std::isfinite(l));
+}
+
+TEST_CASE("vgg8_dsg trains on CIFAR-10 binary files with the Dynamic Sparse Graph", "[configs][cifar][dsg]") {
+  test::TempDir dir;
+  for (int b = 1; b <= 5; ++b) test::write_bytes(dir.file("data_batch_" + std::to_string(b) + ".bin"), test::cifar_records(b * 8, 8, 1));
+  test::write_bytes(dir.file("test_batch.bin"), test::cifar_records(0, 8, 1));
+  LoadedConfig c = load_solver_config(std::string(DSG_SOURCE_DIR) + "/configs/vgg8_dsg.prototxt");
+  resolve_data_sources(*c.solver.mutable_net_param(), c.config_dir, dir.path().string());
+  for (auto& layer : *c.solver.mutable_net_param()->mutable_layer())
+    if (layer.type() == "Data") layer.mutable_data_param()->set_batch_size(4);
+  c.solver.set_max_iter(2);
+  c.solver.set_test_iter(0, 1);
+  c.solver.set_test_interval(2);
+  set_num_threads(1);
+  Context ctx;
+  ctx.seed = 1;
+  Solver solver(c.solver, c.net_locations, ctx, dir.file("vgg8"));
+  solver.solve();
+  REQUIRE(solver.losses().size() == 2);
+  for (float l : solver.losses()) CHECK(std::isfinite(l));
+  const NetCost cost = measure_net_cost(solver.train_net());
+  CHECK(cost.forward_macs < 0.3 * cost.dense_forward_macs);  // 20% kept in all but the classifier
+  CHECK(cost.activation_zvc_bytes() < 0.5 * cost.activation_bytes());
 }

@@ -1,0 +1,292 @@
+// LSTM (Caffe's "LSTM" layer): one LSTM layer over a time-major batch of sequences.
+//   bottom[0] x    [T, N, D]  inputs, T time steps of N independent streams
+//   bottom[1] cont [T, N]     sequence continuation: 0 at the first step of a sequence (the stream's
+//                             h and c are reset to zero before that step), 1 otherwise
+//   top[0]    h    [T, N, H]  hidden states, H = recurrent_param.num_output
+// Parameters, Caffe's blobs in Caffe's order: W_xc [4H, D] and W_hc [4H, H] (weight_filler),
+// b_c [4H] (bias_filler). The 4H gate rows are ordered i (input), f (forget), o (output), g (cell):
+//   [i f o g]~ = W_xc x_t + b_c + W_hc h'_{t-1}      h'_{t-1} = cont_t h_{t-1}
+//   i, f, o = sigmoid(~), g = tanh(~)                c'_{t-1} = cont_t c_{t-1}
+//   c_t = f c'_{t-1} + i g                           h_t = o tanh(c_t)
+// The state before t = 0 is zero and every forward starts from it: unlike Caffe's RecurrentLayer,
+// no hidden state is carried from one forward call to the next (cont at t = 0 is irrelevant).
+// cont gets no gradient; parameter diffs accumulate (+=), the bottom diff is overwritten. Caffe's
+// static input (a third bottom) and expose_hidden are not supported; debug_info is ignored.
+//
+// Forward: one GEMM projects all T N inputs at once (gates_ = X W_xc^T + b_c), then per step one
+// GEMM adds h'_{t-1} W_hc^T to the step's N rows and forward_step() applies the gate math, writing
+// the activations over the pre-activations. Backward (BPTT over all T steps): per step, from the
+// last, gate_gradients_step() writes dG_t [N, 4H] (the gradient w.r.t. the gate pre-activations)
+// into row block t of dgates_, and a GEMM gives dh'_{t-1} = dG_t W_hc. After the loop, all steps at
+// once: dX = dG W_xc, dW_xc += dG^T X, db_c += column sums of dG and dW_hc += dG^T H' (H' = hprev_,
+// whose block 0 is zero, so the GEMM skips step 0): one GEMM with K = (T-1) N instead of T small
+// ones. gate_gradients_row() is the elementwise kernel of one stream's dG_t row.
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "runtime/error.hpp"
+#include "runtime/filler.hpp"
+#include "runtime/layer.hpp"
+#include "runtime/math.hpp"
+#include "runtime/parallel.hpp"
+
+namespace dsg {
+namespace {
+
+constexpr int64_t kGrainElems = 1 << 14;  // hidden units of work per parallel_for chunk
+
+// exp(x) for x in float range, relative error about 1e-7 (Cephes' expf): straight-line arithmetic,
+// so the gate loops vectorise (std::exp does not without -ffast-math).
+inline float exp_approx(float x) {
+  x = std::min(std::max(x, -87.0f), 88.0f);
+  const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round(x / ln 2)
+  float r = x - n * 0.693359375f;
+  r -= n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;  // 2^n
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return p * scale;
+}
+
+inline float sigmoid_approx(float x) { return 1.0f / (1.0f + exp_approx(-x)); }
+inline float tanh_approx(float x) { return 2.0f / (1.0f + exp_approx(-2.0f * x)) - 1.0f; }
+
+// One stream's gate math for one step (H hidden units). a [4H]: the pre-activations [i f o g]~ on
+// entry, the activations on exit. c_prev: c_{t-1} (read only when keep != 0; keep = cont_t, 0 at
+// t = 0). Writes c_t, tanh(c_t) and h_t, and h_next = keep_next h_t when h_next is not null.
+void cell_forward_row(int64_t H, float* __restrict a, const float* __restrict c_prev, float keep,
+                      float* __restrict c, float* __restrict tanh_c, float* __restrict h,
+                      float* __restrict h_next, float keep_next) {
+  for (int64_t j = 0; j < 3 * H; ++j) a[j] = sigmoid_approx(a[j]);
+  for (int64_t j = 3 * H; j < 4 * H; ++j) a[j] = tanh_approx(a[j]);
+  const float* ai = a;
+  const float* af = a + H;
+  const float* ao = a + 2 * H;
+  const float* ag = a + 3 * H;
+  if (keep != 0.0f) {
+    for (int64_t j = 0; j < H; ++j) c[j] = af[j] * (keep * c_prev[j]) + ai[j] * ag[j];
+  } else {
+    for (int64_t j = 0; j < H; ++j) c[j] = ai[j] * ag[j];
+  }
+  for (int64_t j = 0; j < H; ++j) {
+    tanh_c[j] = tanh_approx(c[j]);
+    h[j] = ao[j] * tanh_c[j];
+  }
+  if (h_next)
+    for (int64_t j = 0; j < H; ++j) h_next[j] = keep_next * h[j];
+}
+
+// One stream's gate gradients for one step (H hidden units): dg [4H] = d/d[i f o g]~ from the
+// activations a [4H], tanh(c_t), c_{t-1} (c_prev, scaled by keep = cont_t, 0 at t = 0), the top
+// diff dy and the carries from step t + 1 (dh_in = dh'_t, dc_io = dc_{t+1} f_{t+1}, both scaled by
+// keep_next = cont_{t+1}, 0 at the last step). Leaves dc_io = dc_t f_t.
+void gate_gradients_row(int64_t H, const float* __restrict a, const float* __restrict tanh_c,
+                        const float* __restrict c_prev, float keep, const float* __restrict dy,
+                        const float* __restrict dh_in, float keep_next, float* __restrict dc_io,
+                        float* __restrict dg) {
+  const float* ai = a;
+  const float* af = a + H;
+  const float* ao = a + 2 * H;
+  const float* ag = a + 3 * H;
+  for (int64_t j = 0; j < H; ++j) {
+    const float i = ai[j], f = af[j], o = ao[j], g = ag[j], tc = tanh_c[j];
+    const float dh = dy[j] + keep_next * dh_in[j];
+    const float dc = keep_next * dc_io[j] + dh * o * (1.0f - tc * tc);
+    dg[j] = dc * g * i * (1.0f - i);
+    dg[H + j] = dc * (keep * c_prev[j]) * f * (1.0f - f);
+    dg[2 * H + j] = dh * tc * o * (1.0f - o);
+    dg[3 * H + j] = dc * i * (1.0f - g * g);
+    dc_io[j] = dc * f;
+  }
+}
+
+}  // namespace
+
+class LSTMLayer : public Layer {
+ public:
+  using Layer::Layer;
+  const char* type() const override { return "LSTM"; }
+  int min_num_bottoms() const override { return 2; }
+  int max_num_bottoms() const override { return 3; }  // 3 only to reject a static input clearly
+  int exact_num_tops() const override { return 1; }
+  bool allow_backward_to(int bottom_index) const override { return bottom_index == 0; }
+
+ protected:
+  void layer_setup(const TensorVec& bottom, const TensorVec&, std::mt19937_64& rng) override {
+    const RecurrentParameter& p = param_.recurrent_param();
+    if (bottom.size() == 3)
+      throw Error(where() + "a static input (third bottom) is not supported; give x [T, N, D] and cont [T, N]");
+    if (p.expose_hidden())
+      throw Error(where() + "recurrent_param.expose_hidden is not supported (every forward starts from a zero state)");
+    if (p.num_output() == 0) throw Error(where() + "recurrent_param.num_output must be set and positive");
+    h_ = static_cast<int>(p.num_output());
+    const Tensor& x = *bottom[0];
+    if (x.num_axes() != 3)
+      throw Error(where() + "bottom 0 (x) must be [T, N, D] (3 axes), got shape " + x.shape_string());
+    d_ = x.shape(2);
+    if (d_ <= 0) throw Error(where() + "bottom 0 (x) has no input features, shape " + x.shape_string());
+
+    const std::vector<int> wx{4 * h_, d_}, b{4 * h_}, wh{4 * h_, h_};
+    if (!blobs_.empty()) {
+      if (blobs_.size() != 3 || blobs_[0]->shape() != wx || blobs_[1]->shape() != b || blobs_[2]->shape() != wh)
+        throw Error(where() + strfmt("preset parameter blobs must be W_xc [%d, %d], b_c [%d], W_hc [%d, %d]",
+                                     4 * h_, d_, 4 * h_, 4 * h_, h_));
+      return;
+    }
+    blobs_.push_back(std::make_shared<Tensor>(wx));
+    fill(p.weight_filler(), *blobs_[0], rng);
+    blobs_.push_back(std::make_shared<Tensor>(b));
+    fill(p.bias_filler(), *blobs_[1], rng);
+    blobs_.push_back(std::make_shared<Tensor>(wh));
+    fill(p.weight_filler(), *blobs_[2], rng);
+  }
+
+  void reshape(const TensorVec& bottom, const TensorVec& top) override {
+    const Tensor& x = *bottom[0];
+    const Tensor& cont = *bottom[1];
+    if (x.num_axes() != 3)
+      throw Error(where() + "bottom 0 (x) must be [T, N, D] (3 axes), got shape " + x.shape_string());
+    if (x.shape(2) != d_)
+      throw Error(where() + strfmt("input size %d (bottom 0 %s) does not match the weights' %d", x.shape(2),
+                                   x.shape_string().c_str(), d_));
+    t_ = x.shape(0);
+    n_ = x.shape(1);
+    if (cont.shape() != std::vector<int>{t_, n_})
+      throw Error(where() + strfmt("bottom 1 (cont) must be [T, N] = [%d, %d] to match x %s, got shape %s", t_, n_,
+                                   x.shape_string().c_str(), cont.shape_string().c_str()));
+    top[0]->reshape({t_, n_, h_});
+    const size_t rows = size_t(t_) * size_t(n_);
+    gates_.resize(rows * 4 * size_t(h_));
+    dgates_.resize(rows * 4 * size_t(h_));
+    cell_.resize(rows * size_t(h_));
+    tanh_cell_.resize(rows * size_t(h_));
+    hprev_.resize(rows * size_t(h_));
+    dh_carry_.resize(size_t(n_) * size_t(h_));
+    dc_carry_.resize(size_t(n_) * size_t(h_));
+    if (ones_.size() < rows) ones_.assign(rows, 1.0f);
+  }
+
+  void forward_cpu(const TensorVec& bottom, const TensorVec& top, const Context&) override {
+    const int rows = t_ * n_, g4 = 4 * h_;
+    if (rows == 0) return;
+    const float* x = bottom[0]->data();
+    const float* cont = bottom[1]->data();
+    const float* w_xc = blobs_[0]->data();
+    const float* b_c = blobs_[1]->data();
+    const float* w_hc = blobs_[2]->data();
+    float* h = top[0]->mutable_data();
+
+    // Input projection of every step at once: gates_ [T N, 4H] = X W_xc^T + b_c.
+    for (int r = 0; r < rows; ++r) std::memcpy(gates_.data() + int64_t(r) * g4, b_c, sizeof(float) * size_t(g4));
+    gemm(false, true, rows, g4, d_, 1.0f, x, w_xc, 1.0f, gates_.data());
+    std::fill(hprev_.begin(), hprev_.begin() + int64_t(n_) * h_, 0.0f);  // h'_{-1} = 0
+
+    for (int t = 0; t < t_; ++t) {
+      const int64_t off = int64_t(t) * n_;
+      // Recurrent part: gates_t += h'_{t-1} W_hc^T, skipped when every stream (re)starts here.
+      if (t > 0 && std::any_of(cont + off, cont + off + n_, [](float c) { return c != 0.0f; }))
+        gemm(false, true, n_, g4, h_, 1.0f, hprev_.data() + off * h_, w_hc, 1.0f, gates_.data() + off * g4);
+      forward_step(t, cont, h);
+    }
+  }
+
+  void backward_cpu(const TensorVec& top, const std::vector<bool>& propagate_down, const TensorVec& bottom,
+                    const Context&) override {
+    const bool need_x = propagate_down[0];
+    const bool need_wx = param_propagate_down(0), need_b = param_propagate_down(1), need_wh = param_propagate_down(2);
+    const int rows = t_ * n_, g4 = 4 * h_;
+    if (rows == 0 || !(need_x || need_wx || need_b || need_wh)) return;
+    const float* cont = bottom[1]->data();
+    const float* dy = top[0]->diff();
+    const float* w_hc = blobs_[2]->data();
+
+    // BPTT: dG_t per step, carrying dh'_{t-1} (a GEMM) and dc_t f_t (elementwise) to step t - 1.
+    std::fill(dh_carry_.begin(), dh_carry_.end(), 0.0f);
+    std::fill(dc_carry_.begin(), dc_carry_.end(), 0.0f);
+    for (int t = t_ - 1; t >= 0; --t) {
+      gate_gradients_step(t, cont, dy);
+      if (t > 0)  // dh'_{t-1} [N, H] = dG_t [N, 4H] W_hc [4H, H]
+        gemm(false, false, n_, h_, g4, 1.0f, dgates_.data() + int64_t(t) * n_ * g4, w_hc, 0.0f, dh_carry_.data());
+    }
+
+    // The input side of every step at once.
+    const float* dg = dgates_.data();
+    if (need_x)  // dX [T N, D] = dG W_xc
+      gemm(false, false, rows, d_, g4, 1.0f, dg, blobs_[0]->data(), 0.0f, bottom[0]->mutable_diff());
+    if (need_wx)  // dW_xc [4H, D] += dG^T X
+      gemm(true, false, g4, d_, rows, 1.0f, dg, bottom[0]->data(), 1.0f, blobs_[0]->mutable_diff());
+    if (need_b)  // db_c [4H] += column sums of dG
+      gemv(true, rows, g4, 1.0f, dg, ones_.data(), 1.0f, blobs_[1]->mutable_diff());
+    if (need_wh && t_ > 1)  // dW_hc [4H, H] += sum_{t >= 1} dG_t^T h'_{t-1}
+      gemm(true, false, g4, h_, rows - n_, 1.0f, dg + int64_t(n_) * g4, hprev_.data() + int64_t(n_) * h_, 1.0f,
+           blobs_[2]->mutable_diff());
+  }
+
+ private:
+  // Gate math of step t, after the recurrent GEMM: row block t of gates_ holds the pre-activations
+  // [i f o g]~ on entry and the activations on exit; writes c_t (cell_), tanh(c_t) (tanh_cell_),
+  // h_t (top block t) and h'_t = cont_{t+1} h_t (hprev_ block t + 1, the next step's GEMM input).
+  void forward_step(int t, const float* cont, float* top_h) {
+    const int64_t hh = h_, base = int64_t(t) * n_;
+    const bool has_prev = t > 0, has_next = t + 1 < t_;
+    parallel_for(n_, std::max<int64_t>(1, kGrainElems / hh), [&](int64_t n0, int64_t n1) {
+      for (int64_t row = base + n0; row < base + n1; ++row) {
+        cell_forward_row(hh, gates_.data() + row * 4 * hh, has_prev ? cell_.data() + (row - n_) * hh : nullptr,
+                         has_prev ? cont[row] : 0.0f, cell_.data() + row * hh, tanh_cell_.data() + row * hh,
+                         top_h + row * hh, has_next ? hprev_.data() + (row + n_) * hh : nullptr,
+                         has_next ? cont[row + n_] : 0.0f);
+      }
+    });
+  }
+
+  // The per-step gate gradients of BPTT: row block t of dgates_ = dG_t [N, 4H], the gradient of the
+  // loss w.r.t. the gate pre-activations [i f o g]~ of step t, from
+  //   dh_t = dy_t + cont_{t+1} dh_carry_          (dh_carry_ = dG_{t+1} W_hc from step t + 1)
+  //   dc_t = cont_{t+1} dc_carry_ + dh_t o (1 - tanh^2 c_t)
+  //   di~ = dc_t g i (1 - i)   df~ = dc_t c'_{t-1} f (1 - f)   do~ = dh_t tanh(c_t) o (1 - o)
+  //   dg~ = dc_t i (1 - g^2)
+  // and leaves dc_carry_ = dc_t f_t for step t - 1 (the cont_t factor is applied there).
+  // The carries are the only state passed between steps, and every GEMM that consumes dG (the
+  // dh_carry_ one per step, the input-side and dW_hc ones after the loop) reads it from dgates_.
+  void gate_gradients_step(int t, const float* cont, const float* dy) {
+    const int64_t hh = h_, base = int64_t(t) * n_;
+    const bool has_prev = t > 0, has_next = t + 1 < t_;
+    parallel_for(n_, std::max<int64_t>(1, kGrainElems / hh), [&](int64_t n0, int64_t n1) {
+      for (int64_t n = n0; n < n1; ++n) {
+        const int64_t row = base + n;
+        // At t = 0, c'_{-1} = 0: keep = 0 and c_prev points at any finite row (its own c_t).
+        gate_gradients_row(hh, gates_.data() + row * 4 * hh, tanh_cell_.data() + row * hh,
+                           cell_.data() + (has_prev ? row - n_ : row) * hh, has_prev ? cont[row] : 0.0f,
+                           dy + row * hh, dh_carry_.data() + n * hh, has_next ? cont[row + n_] : 0.0f,
+                           dc_carry_.data() + n * hh, dgates_.data() + row * 4 * hh);
+      }
+    });
+  }
+
+  int h_ = 0, d_ = 0;  // hidden size H, input size D
+  int t_ = 0, n_ = 0;  // steps T and streams N of the current bottoms
+
+  // Kept from forward for backward (rows are t N + n):
+  std::vector<float> gates_;      // [T N, 4H] gate activations i, f, o, g
+  std::vector<float> cell_;       // [T N, H] c_t
+  std::vector<float> tanh_cell_;  // [T N, H] tanh(c_t)
+  std::vector<float> hprev_;      // [T N, H] h'_{t-1} = cont_t h_{t-1}; block 0 is zero
+  // Backward scratch:
+  std::vector<float> dgates_;     // [T N, 4H] dG, all steps
+  std::vector<float> dh_carry_;   // [N, H] dG_{t+1} W_hc while step t runs
+  std::vector<float> dc_carry_;   // [N, H] dc_{t+1} f_{t+1} while step t runs
+  std::vector<float> ones_;       // [>= T N] for the bias column sums
+};
+
+DSG_REGISTER_LAYER("LSTM", LSTMLayer);
+
+}  // namespace dsg
