@@ -24,6 +24,9 @@ class ApproxDropoutLayer : public UnitDropLayer {
   void setup_units() override {
     const auto& ap = param_.approx_dropout_param();
     if (ap.max_period() < 1) throw Error(where() + "max_period must be >= 1");
+    if (ap.pattern() != ApproxDropoutParameter::ROW)
+      throw Error(where() + "pattern TILE and BERNOULLI drop synapses: give approx_dropout_param to the InnerProduct "
+                            "layer itself (the ApproxDropout layer drops units with ROW patterns)");
     try {
       distribution_ = &row_pattern_distribution(ratio_, units_, ap.max_period());
     } catch (const Error& e) {

@@ -15,8 +15,15 @@
 // each sample as dot products (the others are exact zeros, no bias) and backpropagates through
 // them only; BATCH_SHARED selects the kept neurons once per pass and runs the structured path
 // above with them as active_outputs.
+//
+// Synapse dropout (approx_dropout_param with pattern TILE or BERNOULLI and dropout_param's ratio
+// p, TRAIN only): TILE multiplies only the kept tiles of W (layers/tile_drop.hpp), the tile
+// pattern drawn per pass from the searched distribution (sparsity/ard_distribution.hpp) with the
+// counter-based generator; BERNOULLI is the DropConnect baseline (a per-weight mask for the pass,
+// dense GEMMs on the masked copy). Kept weights are scaled by 1/(1-p); TEST runs dense.
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -25,6 +32,9 @@
 #include "runtime/layer.hpp"
 #include "runtime/math.hpp"
 #include "layers/dsg_select.hpp"
+#include "layers/tile_drop.hpp"
+#include "runtime/rng.hpp"
+#include "sparsity/ard_distribution.hpp"
 #include "layers/structured.hpp"
 
 namespace dsg {
@@ -57,9 +67,11 @@ class InnerProductLayer : public Layer {
           (bias_term_ && blobs_[1]->shape() != std::vector<int>{n_}))
         throw Error(where() + "preset parameter blobs do not match num_output/bias_term/input size");
       setup_dsg();
+      setup_synapse_drop();
       return;
     }
     setup_dsg();
+    setup_synapse_drop();
     blobs_.push_back(std::make_shared<Tensor>(wshape));
     fill(p.weight_filler(), *blobs_[0], rng);
     if (bias_term_) {
@@ -86,7 +98,7 @@ class InnerProductLayer : public Layer {
     if (op && (op->rows() != n_ || op->cols() != k_))
       throw Error(where() + strfmt("weight operator is %lldx%lld, the weights are %dx%d",
                                    static_cast<long long>(op->rows()), static_cast<long long>(op->cols()), n_, k_));
-    if (op && (transpose_ || dsg_.configured())) return false;
+    if (op && (transpose_ || dsg_.configured() || synapse_ != SynapseDrop::NONE)) return false;
     weight_operator_ = std::move(op);
     return true;
   }
@@ -100,7 +112,8 @@ class InnerProductLayer : public Layer {
     c.dense_forward = dense;
     c.dense_backward = 2 * dense;
     double done = dense;
-    if (dsg_on_ && dsg_.per_sample()) done = double(m_) * dsg_.keep() * k_;
+    if (synapse_on_ && synapse_ == SynapseDrop::TILE) done = double(m_) * double(tiles_->kept_weights());
+    else if (dsg_on_ && dsg_.per_sample()) done = double(m_) * dsg_.keep() * k_;
     else if (sparse_) done = double(m_) * nk_ * kk_;
     c.forward = done;
     c.backward = 2 * done;
@@ -110,6 +123,8 @@ class InnerProductLayer : public Layer {
 
   void forward_cpu(const TensorVec& bottom, const TensorVec& top, const Context& ctx) override {
     if (weight_operator_) return forward_operator(*bottom[0], *top[0]);
+    synapse_on_ = synapse_ != SynapseDrop::NONE && ctx.phase == TRAIN && drop_ratio_ > 0;
+    if (synapse_on_) return forward_synapse_drop(*bottom[0], *top[0], ctx);
     dsg_on_ = dsg_.active(ctx.phase);
     if (dsg_on_ && dsg_.per_sample()) return forward_dsg_rows(*bottom[0], *top[0]);
     if (dsg_on_) select_shared(*bottom[0]);
@@ -130,6 +145,7 @@ class InnerProductLayer : public Layer {
   void backward_cpu(const TensorVec& top, const std::vector<bool>& propagate_down, const TensorVec& bottom,
                     const Context&) override {
     if (weight_operator_) throw Error(where() + "runs through a weight operator (inference only); no backward");
+    if (synapse_on_) return backward_synapse_drop(*top[0], propagate_down[0], *bottom[0]);
     if (dsg_on_ && dsg_.per_sample()) return backward_dsg_rows(*top[0], propagate_down[0], *bottom[0]);
     if (sparse_) return backward_structured(*top[0], propagate_down[0], *bottom[0]);
     const float* dy = top[0]->diff();
@@ -164,6 +180,84 @@ class InnerProductLayer : public Layer {
     const float* b = bias_term_ ? blobs_[1]->data() : nullptr;
     for (int i = 0; i < m_; ++i)
       for (int j = 0; j < n_; ++j) y[int64_t(i) * n_ + j] = op_out_[size_t(j) * m_ + i] + (b ? b[j] : 0.0f);
+  }
+
+  void setup_synapse_drop() {
+    if (!param_.has_approx_dropout_param()) return;
+    const ApproxDropoutParameter& ap = param_.approx_dropout_param();
+    if (ap.pattern() == ApproxDropoutParameter::ROW)
+      throw Error(where() + "approx_dropout_param on an InnerProduct drops synapses: pattern TILE or BERNOULLI (ROW "
+                            "patterns belong to an ApproxDropout layer after it)");
+    if (transpose_ || param_.has_dsg_param())
+      throw Error(where() + "synapse dropout needs the untransposed weight layout and no dsg_param");
+    drop_ratio_ = param_.dropout_param().dropout_ratio();
+    if (!(drop_ratio_ >= 0 && drop_ratio_ < 1))
+      throw Error(where() + strfmt("dropout_param.dropout_ratio must be in [0, 1), got %g", drop_ratio_));
+    if (ap.pattern() == ApproxDropoutParameter::BERNOULLI) {
+      synapse_ = SynapseDrop::BERNOULLI;
+      return;
+    }
+    synapse_ = SynapseDrop::TILE;
+    grouped_ = ap.tile_kernel() == ApproxDropoutParameter::GROUPED;
+    try {
+      tiles_ = std::make_unique<TilePattern>(n_, k_, ap.tile_rows(), ap.tile_cols());
+      tile_distribution_ = &row_pattern_distribution(drop_ratio_, tiles_->tiles(), ap.max_period());
+    } catch (const Error& e) {
+      throw Error(where() + e.what(), e.hint());
+    }
+  }
+
+  void forward_synapse_drop(const Tensor& bottom, Tensor& top, const Context& ctx) {
+    if (sparse_) throw Error(where() + "synapse dropout cannot be combined with structured sparsity on the same layer");
+    const float scale = 1.0f / (1.0f - drop_ratio_);
+    const float* b = bias_term_ ? blobs_[1]->data() : nullptr;
+    const uint64_t stream = counter_stream(ctx.iteration, key());
+    if (synapse_ == SynapseDrop::TILE) {
+      const int period = tile_distribution_->sample_period(counter_uniform(ctx.seed, stream, 0));
+      const int offset = std::min(period - 1, int(counter_uniform(ctx.seed, stream, 1) * float(period)));
+      tiles_->set(period, offset);
+      tiles_->forward(grouped_, bottom.data(), m_, blobs_[0]->data(), b, scale, top.mutable_data());
+      return;
+    }
+    // BERNOULLI: W' = W * mask * scale for this pass, then the dense GEMM.
+    const int64_t count = int64_t(n_) * k_;
+    const float* w = blobs_[0]->data();
+    masked_w_.resize(size_t(count));
+    drop_mask_.resize(size_t(count));
+    for (int64_t i = 0; i < count; i += 4) {
+      float u[4];
+      counter_uniform4(ctx.seed, stream, uint64_t(i / 4), u);
+      for (int64_t j = i; j < std::min(count, i + 4); ++j) {
+        const float keep = u[j - i] >= drop_ratio_ ? scale : 0.0f;
+        drop_mask_[size_t(j)] = keep;
+        masked_w_[size_t(j)] = w[j] * keep;
+      }
+    }
+    float* y = top.mutable_data();
+    float beta = 0.0f;
+    if (b) {
+      for (int i = 0; i < m_; ++i) std::copy(b, b + n_, y + int64_t(i) * n_);
+      beta = 1.0f;
+    }
+    gemm(false, true, m_, n_, k_, 1.0f, bottom.data(), masked_w_.data(), beta, y);
+  }
+
+  void backward_synapse_drop(const Tensor& top, bool need_x, Tensor& bottom) {
+    const float* dy = top.diff();
+    const float scale = 1.0f / (1.0f - drop_ratio_);
+    if (bias_term_ && param_propagate_down(1)) {
+      if (int(ones_.size()) < m_) ones_.assign(m_, 1.0f);
+      gemv(true, m_, n_, 1.0f, dy, ones_.data(), 1.0f, blobs_[1]->mutable_diff());
+    }
+    float* dw = param_propagate_down(0) ? blobs_[0]->mutable_diff() : nullptr;
+    float* dx = need_x ? bottom.mutable_diff() : nullptr;
+    if (synapse_ == SynapseDrop::TILE) return tiles_->backward(grouped_, bottom.data(), m_, blobs_[0]->data(), dy, scale, dw, dx);
+    if (dw) {
+      dwc_.resize(size_t(n_) * k_);
+      gemm(true, false, n_, k_, m_, 1.0f, dy, bottom.data(), 0.0f, dwc_.data());
+      for (size_t i = 0; i < dwc_.size(); ++i) dw[i] += dwc_[i] * drop_mask_[i];
+    }
+    if (dx) gemm(false, false, m_, k_, n_, 1.0f, dy, masked_w_.data(), 0.0f, dx);
   }
 
   void setup_dsg() {
@@ -382,6 +476,16 @@ class InnerProductLayer : public Layer {
   bool indexed_ = false;                      // runs too short for memcpy: index through ins_
   std::vector<float> wc_, dwc_, xc_, yc_;     // W' [N', K'] and its diff, X' / dX' [M, K'], Y' / dY' [M, N']
   std::vector<float> op_in_, op_out_;  // weight-operator transposes
+
+  // Synapse dropout (approx_dropout_param TILE / BERNOULLI).
+  enum class SynapseDrop { NONE, TILE, BERNOULLI };
+  SynapseDrop synapse_ = SynapseDrop::NONE;
+  bool synapse_on_ = false;  // the last forward dropped synapses
+  float drop_ratio_ = 0;
+  bool grouped_ = true;
+  std::unique_ptr<TilePattern> tiles_;
+  const RowPatternDistribution* tile_distribution_ = nullptr;
+  std::vector<float> masked_w_, drop_mask_;  // BERNOULLI: W' and the scaled mask of the pass
 
   // Dynamic Sparse Graph (dsg_param).
   DsgSelector dsg_;
