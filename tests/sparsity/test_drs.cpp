@@ -79,7 +79,8 @@ TEST_CASE("DRS at epsilon 0.5 recovers most of the exact top-k on a layer with p
   // A layer whose kept outputs stand out (each sample is the sum of the weight rows of 20% of the
   // neurons, plus noise). Chance overlap is 20%. The issue's target is >= 90%; with the JL-sized
   // projection this layer gives ~76% and LeNet-300-100's ip1 54-74% (scripts/drs_recovery_probe.py),
-  // so the test pins the measured level (>= 70%) rather than the target, which is missed.
+  // so the test pins the measured level (>= 70%) rather than the target, which is missed. By
+  // activation mass the selection keeps 88% of what the exact top-k keeps.
   std::mt19937_64 rng(5);
   std::normal_distribution<float> g(0.0f, 1.0f);
   const int64_t m = 32, n = 200, d = 400, keep = kept_count(0.8, n);
@@ -112,7 +113,17 @@ TEST_CASE("DRS at epsilon 0.5 recovers most of the exact top-k on a layer with p
   int64_t hit = 0;
   for (size_t i = 0; i < truth.size(); ++i) hit += truth[i] && chosen[i];
   const double recovered = double(hit) / double(m * keep);
-  INFO("k = " << k << ", recovered " << recovered);
+  // The same selection measured by what it keeps: the positive activation mass of the chosen
+  // outputs over that of the exact top-k (what the layer computes after ReLU).
+  double mass_chosen = 0, mass_truth = 0;
+  for (size_t i = 0; i < truth.size(); ++i) {
+    const double v = std::max(0.0f, exact[i]);
+    mass_chosen += chosen[i] ? v : 0;
+    mass_truth += truth[i] ? v : 0;
+  }
+  const double mass = mass_chosen / mass_truth;
+  INFO("k = " << k << ", recovered " << recovered << ", activation mass " << mass);
   CHECK(recovered >= 0.7);
+  CHECK(mass >= 0.85);  // measured 0.88 (target 0.9 on the top-k itself: missed, see the comment above)
   CHECK(recovered > 3 * double(keep) / double(n));  // far above chance
 }
