@@ -275,24 +275,80 @@ class ConvolutionLayer : public Layer {
   }
 
  private:
-  // DSG: the im2col windows of images [n0, n0 + nb) as rows, colt_ [nb Ho Wo, C kh kw].
-  const float* window_rows(const float* x, int n0, int nb) {
-    const int64_t len = int64_t(nb) * ho_ * wo_, d = int64_t(c_) * kh_ * kw_;
-    float* col = col_.mutable_data();
-    im2col(x, n0, nb, col, len);
-    col_holds_ = -1;
-    colt_.resize(size_t(len * d));
-    transpose(col, d, len, colt_.data());
-    return colt_.data();
+  // DSG: the im2col windows of images [n0, n0 + nb) as rows [nb Ho Wo, C kh kw]. When the rows of
+  // the whole batch fit in kWindowCacheFloats, forward keeps them in colt_ for backward
+  // (cached = true reads them back instead of recomputing).
+  static constexpr int64_t kWindowCacheFloats = int64_t(1) << 26;
+  const float* window_rows(const float* x, int n0, int nb, bool cached) {
+    const int64_t spatial = int64_t(ho_) * wo_, len = int64_t(nb) * spatial, d = int64_t(c_) * kh_ * kw_;
+    const bool whole = int64_t(n_) * spatial * d <= kWindowCacheFloats;
+    float* rows = nullptr;
+    if (whole) {
+      colt_.resize(size_t(int64_t(n_) * spatial * d));
+      rows = colt_.data() + int64_t(n0) * spatial * d;
+      if (cached) return rows;
+    } else {
+      colt_.resize(size_t(len * d));
+      rows = colt_.data();
+    }
+    im2row(x, n0, nb, rows);
+    return rows;
   }
 
-  // dst [cols, rows] = src [rows, cols]^T, in cache blocks.
-  static void transpose(const float* src, int64_t rows, int64_t cols, float* dst) {
-    constexpr int64_t B = 32;
-    for (int64_t r0 = 0; r0 < rows; r0 += B)
-      for (int64_t c0 = 0; c0 < cols; c0 += B)
-        for (int64_t r = r0; r < std::min(rows, r0 + B); ++r)
-          for (int64_t c = c0; c < std::min(cols, c0 + B); ++c) dst[c * rows + r] = src[r * cols + c];
+  // rows[(n Ho Wo + oh Wo + ow) (C kh kw) + (c kh + i) kw + j] = x[n0 + n, c, oh sh - ph + i dh,
+  // ow sw - pw + j dw] (0 outside the input): im2col's windows, one row per output position.
+  void im2row(const float* x, int n0, int nb, float* rows) const {
+    const int64_t d = int64_t(c_) * kh_ * kw_, plane = int64_t(h_) * w_;
+    parallel_for(int64_t(nb) * ho_, std::max<int64_t>(1, kGrainElems / std::max<int64_t>(1, wo_ * d)),
+                 [&](int64_t begin, int64_t end) {
+                   for (int64_t t = begin; t < end; ++t) {
+                     const int64_t n = t / ho_, oh = t % ho_;
+                     const float* xn = x + (n0 + n) * c_ * plane;
+                     for (int ow = 0; ow < wo_; ++ow) {
+                       float* dst = rows + ((n * ho_ + oh) * wo_ + ow) * d;
+                       for (int c = 0; c < c_; ++c)
+                         for (int i = 0; i < kh_; ++i) {
+                           const int64_t hh = oh * sh_ - ph_ + int64_t(i) * dh_;
+                           float* o = dst + (int64_t(c) * kh_ + i) * kw_;
+                           if (hh < 0 || hh >= h_) {
+                             for (int j = 0; j < kw_; ++j) o[j] = 0.0f;
+                             continue;
+                           }
+                           const float* src = xn + c * plane + hh * w_;
+                           for (int j = 0; j < kw_; ++j) {
+                             const int64_t ww = int64_t(ow) * sw_ - pw_ + int64_t(j) * dw_;
+                             o[j] = ww >= 0 && ww < w_ ? src[ww] : 0.0f;
+                           }
+                         }
+                     }
+                   }
+                 });
+  }
+
+  // The adjoint of im2row: dx[n0 .. n0 + nb) = the sum of the row entries read from each position.
+  void row2im(const float* rows, int n0, int nb, float* dx) const {
+    const int64_t d = int64_t(c_) * kh_ * kw_, plane = int64_t(h_) * w_;
+    parallel_for(nb, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t n = begin; n < end; ++n) {
+        float* dxn = dx + (n0 + n) * c_ * plane;
+        std::fill(dxn, dxn + c_ * plane, 0.0f);
+        for (int oh = 0; oh < ho_; ++oh)
+          for (int ow = 0; ow < wo_; ++ow) {
+            const float* src = rows + ((n * ho_ + oh) * wo_ + ow) * d;
+            for (int c = 0; c < c_; ++c)
+              for (int i = 0; i < kh_; ++i) {
+                const int64_t hh = int64_t(oh) * sh_ - ph_ + int64_t(i) * dh_;
+                if (hh < 0 || hh >= h_) continue;
+                float* o = dxn + c * plane + hh * w_;
+                const float* g = src + (int64_t(c) * kh_ + i) * kw_;
+                for (int j = 0; j < kw_; ++j) {
+                  const int64_t ww = int64_t(ow) * sw_ - pw_ + int64_t(j) * dw_;
+                  if (ww >= 0 && ww < w_) o[ww] += g[j];
+                }
+              }
+          }
+      }
+    });
   }
 
   // DSG, PER_SAMPLE: the kept output channels of every window, as dot products over the window.
@@ -311,7 +367,7 @@ class ConvolutionLayer : public Layer {
     for (int n0 = 0; n0 < n_; n0 += chunk_) {
       const int nb = std::min(chunk_, n_ - n0);
       const int64_t len = nb * spatial;
-      const float* rows = window_rows(bottom.data(), n0, nb);
+      const float* rows = window_rows(bottom.data(), n0, nb, false);
       int* sel = sel_.data() + int64_t(n0) * spatial * keep;
       dsg_.select_rows(rows, len, d, sel);
       yc_.resize(size_t(len) * keep);
@@ -337,7 +393,7 @@ class ConvolutionLayer : public Layer {
     for (int n0 = 0; n0 < n_; n0 += chunk_) {
       const int nb = std::min(chunk_, n_ - n0);
       const int64_t len = nb * spatial;
-      const float* rows = window_rows(bottom.data(), n0, nb);
+      const float* rows = window_rows(bottom.data(), n0, nb, true);
       const int* sel = sel_.data() + int64_t(n0) * spatial * keep;
       yc_.resize(size_t(len) * keep);
       for (int64_t r = 0; r < len; ++r) {
@@ -348,10 +404,7 @@ class ConvolutionLayer : public Layer {
       dsg_backward_rows(rows, len, d, blobs_[0]->data(), m_, d, sel, keep, yc_.data(),
                         need_x ? dcolt_.data() : nullptr, d, need_w ? blobs_[0]->mutable_diff() : nullptr,
                         need_b ? blobs_[1]->mutable_diff() : nullptr);
-      if (!need_x) continue;
-      float* col = col_.mutable_data();
-      transpose(dcolt_.data(), len, d, col);
-      col2im(col, len, n0, nb, bottom.mutable_diff());
+      if (need_x) row2im(dcolt_.data(), n0, nb, bottom.mutable_diff());
     }
   }
 
@@ -364,7 +417,7 @@ class ConvolutionLayer : public Layer {
     dsg_.begin_batch();
     for (int n0 = 0; n0 < n_; n0 += chunk_) {
       const int nb = std::min(chunk_, n_ - n0);
-      dsg_.add_rows(window_rows(bottom.data(), n0, nb), nb * spatial, d);
+      dsg_.add_rows(window_rows(bottom.data(), n0, nb, false), nb * spatial, d);
     }
     std::vector<int> kept = dsg_.kept_outputs();
     mask_.assign(size_t(n_) * m_ * spatial, 0);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <numeric>
 
 #include "runtime/error.hpp"
@@ -52,12 +53,13 @@ void DsgSelector::configure(const LayerParameter& param, const std::string& wher
   double_mask_ = p.double_mask();
   in_test_ = p.in_test();
   projection_ = std::make_unique<SparseProjection>(k, d, 3, kProjectionSeed, stream);
+  dense_r_ = projection_->dense();
 }
 
 void DsgSelector::project_weights(const float* w) {
   const int k = projection_->k();
   pw_.resize(size_t(n_out_) * size_t(k));
-  projection_->project_rows(w, n_out_, d_, pw_.data());
+  gemm(false, true, n_out_, k, d_, 1.0f, w, d_, dense_r_.data(), d_, 0.0f, pw_.data(), k);
   search_ops_ = double(n_out_) * double(projection_->nonzeros());
 }
 
@@ -65,9 +67,7 @@ void DsgSelector::estimate(const float* x, int64_t rows, int64_t ldx) {
   const int k = projection_->k();
   px_.resize(size_t(rows) * size_t(k));
   est_.resize(size_t(rows) * size_t(n_out_));
-  parallel_for(rows, grain_rows(projection_->nonzeros()), [&](int64_t begin, int64_t end) {
-    projection_->project_rows(x + begin * ldx, end - begin, ldx, px_.data() + begin * k);
-  });
+  gemm(false, true, int(rows), k, d_, 1.0f, x, int(ldx), dense_r_.data(), d_, 0.0f, px_.data(), k);
   gemm(false, true, int(rows), n_out_, k, 1.0f, px_.data(), pw_.data(), 0.0f, est_.data());
   search_ops_ += double(rows) * (double(projection_->nonzeros()) + double(n_out_) * k);
 }
@@ -76,15 +76,36 @@ void DsgSelector::select_rows(const float* x, int64_t rows, int64_t ldx, int* se
   estimate(x, rows, ldx);
   const int n = n_out_, keep = keep_;
   parallel_for(rows, grain_rows(int64_t(n) * 4), [&](int64_t begin, int64_t end) {
-    std::vector<int> idx(static_cast<size_t>(n));
+    std::vector<float> v(static_cast<size_t>(n));
     for (int64_t r = begin; r < end; ++r) {
       const float* e = est_.data() + r * n;
-      std::iota(idx.begin(), idx.end(), 0);
-      if (keep < n)
-        std::nth_element(idx.begin(), idx.begin() + (keep - 1), idx.end(),
-                         [&](int a, int b) { return e[a] > e[b] || (e[a] == e[b] && a < b); });
-      std::sort(idx.begin(), idx.begin() + keep);
-      std::copy(idx.begin(), idx.begin() + keep, sel + r * keep);
+      int* s = sel + r * keep;
+      if (keep == n) {
+        std::iota(s, s + n, 0);
+        continue;
+      }
+      if (n <= 64) {
+        // Small layers: rank by counting (vectorises; no selection algorithm overhead). Rank j =
+        // the values above e[j] plus the equal ones at lower indices.
+        int out = 0;
+        for (int j = 0; j < n; ++j) {
+          const float ej = e[j];
+          int rank = 0;
+          for (int i = 0; i < j; ++i) rank += e[i] >= ej ? 1 : 0;
+          for (int i = j + 1; i < n; ++i) rank += e[i] > ej ? 1 : 0;
+          if (rank < keep) s[out++] = j;
+        }
+        continue;
+      }
+      // The keep-th largest value, then the indices above it and, in index order, the ties.
+      std::copy(e, e + n, v.begin());
+      std::nth_element(v.begin(), v.begin() + (keep - 1), v.end(), std::greater<float>());
+      const float kth = v[size_t(keep - 1)];
+      int above = 0;
+      for (int j = 0; j < n; ++j) above += e[j] > kth;
+      int ties = keep - above, out = 0;
+      for (int j = 0; j < n; ++j)
+        if (e[j] > kth || (e[j] == kth && ties-- > 0)) s[out++] = j;
     }
   });
 }

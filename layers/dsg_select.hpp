@@ -51,7 +51,9 @@ class DsgSelector {
   void add_rows(const float* x, int64_t rows, int64_t ldx);
   std::vector<int> kept_outputs() const;
 
-  // Search operations of the last pass: projection additions (weights and rows) plus estimate MACs.
+  // Search operations of the last pass, as DSG counts them: the sparse projection's additions
+  // (weights and rows) plus the estimate's MACs. (The projection itself runs as a GEMM with the
+  // dense form of R, which is faster on a CPU than the sparse additions.)
   double search_ops() const { return search_ops_; }
   void reset_search_ops() { search_ops_ = 0; }
 
@@ -61,6 +63,7 @@ class DsgSelector {
   std::unique_ptr<SparseProjection> projection_;
   int n_out_ = 0, d_ = 0, keep_ = 0;
   bool per_sample_ = true, double_mask_ = true, in_test_ = true;
+  std::vector<float> dense_r_;  // R / sqrt(k), [k x d]
   std::vector<float> pw_, px_, est_;
   std::vector<double> score_;
   double search_ops_ = 0;

@@ -38,6 +38,14 @@ void SparseProjection::project_rows(const float* a, int64_t m, int64_t lda, floa
   }
 }
 
+std::vector<float> SparseProjection::dense() const {
+  std::vector<float> r(static_cast<size_t>(int64_t(k_) * d_), 0.0f);
+  for (int row = 0; row < k_; ++row)
+    for (int e = start_[size_t(row)]; e < start_[size_t(row) + 1]; ++e)
+      r[size_t(int64_t(row) * d_ + col_[size_t(e)])] = sign_[size_t(e)] > 0 ? scale_ : -scale_;
+  return r;
+}
+
 int jl_dimension(int64_t points, double epsilon, int cap) {
   if (!(epsilon > 0 && epsilon < 1)) throw Error(strfmt("epsilon must be in (0, 1), got %g", epsilon));
   const double k = 4.0 * std::log(double(std::max<int64_t>(points, 2))) / (epsilon * epsilon / 2 - epsilon * epsilon * epsilon / 3);

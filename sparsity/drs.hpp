@@ -18,6 +18,9 @@ class SparseProjection {
   int d() const { return d_; }
   // out [m x k] = rows of a [m x d] (row stride lda) projected: f(a_i).
   void project_rows(const float* a, int64_t m, int64_t lda, float* out) const;
+  // R / sqrt(k) as a dense row-major [k x d] matrix (for BLAS: on a CPU a GEMM with the dense
+  // matrix is faster than the sparse additions, although it multiplies the zeros).
+  std::vector<float> dense() const;
   // Non-zero entries of R (for operation counts).
   int64_t nonzeros() const { return int64_t(col_.size()); }
 
