@@ -11,20 +11,30 @@
 // layer alone at each level, writes a CSV and an SVG plot, and prints suggested sparsity_param
 // lines; progress goes to stderr. Exit status 0 on success, 1 on any error (one line
 // "dsgeval: error: ..."), CLI11's codes for command-line misuse.
+//
+//   dsgeval MODEL --sample N [--config CONFIG] [--data PATH] [--prime TEXT] [--temperature X] [--seed S]
+// generates N characters from a character-level model (a TEST net fed by a TEXT Data layer, such as
+// configs/char_lstm.prototxt) and prints them on stdout after the --prime text (when given). See
+// sample_text() below.
 #include "apps/fast_blas.hpp"
 #include "apps/tool_main.hpp"
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <thread>
 
 #include "apps/dsgeval_lib.hpp"
+#include "datasets/data_paths.hpp"
+#include "datasets/text.hpp"
+#include "runtime/config.hpp"
 #include "runtime/error.hpp"
 #include "runtime/log.hpp"
 #include "runtime/model_file.hpp"
+#include "runtime/net.hpp"
 #include "runtime/parallel.hpp"
 
 namespace fs = std::filesystem;
@@ -41,6 +51,12 @@ struct Options {
   std::vector<double> levels{0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98};
   double max_loss = 0.5;
   int64_t sram_kib = 128;
+  // --sample
+  int64_t sample = 0;
+  std::string config, prime;
+  bool prime_given = false;
+  double temperature = 1.0;
+  uint64_t seed = 0;
 };
 
 // Fails early (before a long sensitivity run) when an output file's directory is missing.
@@ -50,8 +66,157 @@ void check_output(const std::string& path, const char* option) {
     throw Error(std::string(option) + ": cannot write '" + path + "': directory '" + dir.string() + "' does not exist");
 }
 
+std::string byte_name(uint8_t b) {
+  return b >= 0x20 && b < 0x7f ? strfmt("'%c' (byte %d)", char(b), int(b)) : strfmt("byte %d", int(b));
+}
+
+// --sample: character generation. The net is the TEST net of --config (else the one stored in the
+// model) with its TEXT Data layer replaced by an Input layer of the same tops, shaped [T, 1] (one
+// stream); the vocabulary is rebuilt from that layer's source. The LSTM keeps no state between
+// forward calls, so every step runs the net on the last T characters, left-padded with symbol 0
+// when fewer, with cont 0 at the first real character (the state is reset there, so the padding
+// has no influence), and draws the next character from softmax(scores / temperature) at the last
+// position, with std::mt19937_64(seed). Returns the N generated characters.
+std::string sample_text(const Options& opt) {
+  if (!(opt.temperature > 0) || !std::isfinite(opt.temperature))
+    throw Error(strfmt("--temperature must be positive, got %g", opt.temperature));
+  ModelFile model = compress::looks_like_dsgz(opt.model) ? compress::decode_model(compress::read_dsgz_file(opt.model))
+                                                          : read_model_file(opt.model);
+  NetParameter param;
+  std::string origin;
+  if (!opt.config.empty()) {
+    LoadedConfig c = load_solver_config(opt.config);
+    param = c.solver.net_param();
+    resolve_data_sources(param, c.config_dir, opt.data_dir);
+    origin = "config '" + opt.config + "'";
+  } else {
+    if (!model.has_net() || model.net().layer_size() == 0)
+      throw Error("'" + opt.model + "' holds no network definition", "pass the training config with --config");
+    param = model.net();
+    resolve_data_sources(param, ".", opt.data_dir);
+    origin = "the net stored in '" + opt.model + "'";
+  }
+
+  NetState test;
+  test.set_phase(TEST);
+  LayerParameter* text = nullptr;
+  for (auto& layer : *param.mutable_layer()) {
+    if (layer.type() != "Data" || !layer_included(layer, test)) continue;
+    if (layer.data_param().backend() != DataParameter::TEXT)
+      throw Error(origin + ": the TEST Data layer '" + layer.name() + "' does not read TEXT data",
+                  "--sample needs a character-level model such as configs/char_lstm.prototxt");
+    text = &layer;
+    break;
+  }
+  if (!text)
+    throw Error(origin + " has no TEXT Data layer in its TEST phase",
+                "--sample needs a character-level model such as configs/char_lstm.prototxt");
+  const int T = int(text->data_param().sequence_length());
+  if (T <= 0) throw Error(origin + ": data_param.sequence_length of layer '" + text->name() + "' must be positive");
+  const TextCorpus corpus = read_text_corpus(text->data_param().source());
+  const int V = int(corpus.vocabulary.size());
+  for (const auto& layer : param.layer())
+    if (layer.type() == "Embed" && layer_included(layer, test) && int(layer.embed_param().input_dim()) < V)
+      throw Error(strfmt("%s: layer '%s' (Embed) has input_dim %u, but the text %s has %d distinct characters",
+                         origin.c_str(), layer.name().c_str(), layer.embed_param().input_dim(),
+                         corpus.description.c_str(), V),
+                  "sample with the text the model was trained on");
+
+  const std::string data_top = text->top_size() > 0 ? text->top(0) : "";
+  const std::string label_top = text->top_size() > 1 ? text->top(1) : "";
+  const std::string cont_top = text->top_size() > 2 ? text->top(2) : "";
+  if (data_top.empty()) throw Error(origin + ": the TEXT Data layer '" + text->name() + "' has no tops");
+  text->clear_data_param();
+  text->clear_transform_param();
+  text->set_type("Input");
+  BlobShape* shape = text->mutable_input_param()->add_shape();
+  shape->add_dim(T);
+  shape->add_dim(1);
+
+  std::mt19937_64 init(0);  // initial values are overwritten by the stored weights
+  Net net(param, TEST, init);
+  try {
+    net.params_from_proto(model);
+  } catch (const Error& e) {
+    throw Error("model '" + opt.model + "' does not match " + origin + ": " + e.what(), e.hint());
+  }
+  std::string scores_name;
+  for (const auto& l : net.layers()) {
+    const std::string type = l->type();
+    if ((type == "SoftmaxWithLoss" || type == "Accuracy") && l->param().bottom_size() > 0) {
+      scores_name = l->param().bottom(0);
+      break;
+    }
+  }
+  if (scores_name.empty())
+    throw Error(origin + ": no SoftmaxWithLoss or Accuracy layer to take the character scores from");
+
+  std::vector<int> history;
+  const std::string prime = opt.prime_given ? opt.prime : "\n";
+  if (prime.empty()) throw Error("--prime must not be empty");
+  for (char ch : prime) {
+    const int sym = corpus.symbol[uint8_t(ch)];
+    if (sym < 0)
+      throw Error("--prime: " + byte_name(uint8_t(ch)) + " does not occur in the text " + corpus.description,
+                  "use characters of the training text");
+    history.push_back(sym);
+  }
+
+  Tensor& data = net.blob(data_top);
+  Tensor* label = label_top.empty() ? nullptr : &net.blob(label_top);
+  Tensor* cont = cont_top.empty() ? nullptr : &net.blob(cont_top);
+  const Tensor& scores = net.blob(scores_name);
+  std::mt19937_64 rng(opt.seed);
+  Context ctx;
+  ctx.phase = TEST;
+  ctx.seed = opt.seed;
+  std::string out;
+  std::vector<double> p(static_cast<size_t>(V), 0.0);
+  for (int64_t n = 0; n < opt.sample; ++n) {
+    const int m = int(std::min<size_t>(history.size(), size_t(T))), start = T - m;
+    float* x = data.mutable_data();
+    for (int t = 0; t < T; ++t) x[t] = t < start ? 0.0f : float(history[history.size() - size_t(T - t)]);
+    if (label) std::fill(label->mutable_data(), label->mutable_data() + label->count(), 0.0f);
+    if (cont) {
+      float* c = cont->mutable_data();
+      for (int t = 0; t < T; ++t) c[t] = t == 0 || t == start ? 0.0f : 1.0f;
+    }
+    net.forward(ctx);
+    if (scores.count() != int64_t(T) * V || scores.shape(scores.num_axes() - 1) != V)
+      throw Error(strfmt("model '%s': the scores '%s' have shape %s, expected [%d, 1, %d] (sequence_length, one "
+                         "stream, the %d characters of the text %s)",
+                         opt.model.c_str(), scores_name.c_str(), scores.shape_string().c_str(), T, V, V,
+                         corpus.description.c_str()),
+                  "sample with the text the model was trained on");
+    const float* z = scores.data() + int64_t(T - 1) * V;
+    const float zmax = *std::max_element(z, z + V);
+    double sum = 0;
+    for (int c = 0; c < V; ++c) sum += (p[size_t(c)] = std::exp(double(z[c] - zmax) / opt.temperature));
+    double u = double(rng() >> 11) * 0x1.0p-53 * sum;
+    int next = V - 1;
+    for (int c = 0; c < V; ++c) {
+      if (u < p[size_t(c)]) {
+        next = c;
+        break;
+      }
+      u -= p[size_t(c)];
+    }
+    history.push_back(next);
+    out.push_back(char(corpus.vocabulary[size_t(next)]));
+  }
+  return out;
+}
+
 int run(Options opt) {
-  set_log_quiet(true);  // data-layer descriptions are repeated in the report header
+  set_log_quiet(true);
+  if (opt.sample > 0) {
+    set_num_threads(opt.threads > 0 ? opt.threads : int(std::max(1u, std::thread::hardware_concurrency())));
+    const std::string text = sample_text(opt);
+    if (opt.prime_given) std::fwrite(opt.prime.data(), 1, opt.prime.size(), stdout);
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fflush(stdout);
+    return 0;
+  }  // data-layer descriptions are repeated in the report header
   for (double l : opt.levels)
     if (!(l >= 0 && l < 1)) throw Error(strfmt("--levels: %g is not a sparsity in [0, 1)", l));
   std::sort(opt.levels.begin(), opt.levels.end());
@@ -134,10 +299,11 @@ int main(int argc, char** argv) {
   app.add_option("--sram-kib", opt.sram_kib, "cost model: on-chip SRAM per layer's weights, KiB (default 128)")
       ->check(CLI::PositiveNumber);
   app.add_option("--data", opt.data_dir, "directory holding the data files named in the model's net");
-  app.add_option("--json", opt.json, "also write the report as JSON to FILE");
+  auto* json = app.add_option("--json", opt.json, "also write the report as JSON to FILE");
   app.add_option("--threads", opt.threads, "CPU threads (default: all cores)")->check(CLI::NonNegativeNumber);
-  app.add_option("--batches", opt.batches, "evaluate only the first N test batches (default: the whole test set)")
-      ->check(CLI::PositiveNumber);
+  auto* batches = app.add_option("--batches", opt.batches,
+                                 "evaluate only the first N test batches (default: the whole test set)")
+                      ->check(CLI::PositiveNumber);
   auto* sens = app.add_flag("--sensitivity", opt.sensitivity, "prune each layer alone at each level and evaluate");
   app.add_option("--granularity", opt.granularity, "sensitivity pruning unit: element or filter")
       ->check(CLI::IsMember({"element", "filter"}))
@@ -147,10 +313,25 @@ int main(int argc, char** argv) {
   app.add_option("--svg", opt.svg, "sensitivity plot (default: sensitivity.svg next to the model)")->needs(sens);
   app.add_option("--max-loss", opt.max_loss, "accepted top-1 drop in percentage points for suggestions (default 0.5)")
       ->needs(sens);
+  auto* sample = app.add_option("--sample", opt.sample,
+                                "generate N characters from a character-level model (TEXT data) and print them")
+                     ->check(CLI::PositiveNumber)
+                     ->excludes(sens)
+                     ->excludes(json)
+                     ->excludes(batches);
+  app.add_option("--config", opt.config, "with --sample: the solver config whose TEST net and TEXT source to use "
+                                         "(default: the net stored in the model)")
+      ->needs(sample);
+  app.add_option("--prime", opt.prime, "with --sample: text to start from, printed first (default: a newline, not printed)")
+      ->needs(sample);
+  app.add_option("--temperature", opt.temperature, "with --sample: softmax temperature (default 1; lower is more conservative)")
+      ->needs(sample);
+  app.add_option("--seed", opt.seed, "with --sample: random seed (default 0)")->needs(sample);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
+  opt.prime_given = app.count("--prime") > 0;
   return dsg::apps::run_reporting_errors("dsgeval", [&] { return run(opt); });
 }

@@ -1,4 +1,8 @@
-// DataLayer (type "Data"): feeds batches from a DataSource (IDX, CIFAR-10/100) into the net.
+// DataLayer (type "Data"): feeds batches from a DataSource (IDX, CIFAR-10/100, TEXT) into the net.
+//
+// TEXT (a sequence source, datasets/text.hpp): tops data [T, N], label [T, N] (the next symbol)
+// and, optionally, cont [T, N] (0 at t = 0, 1 after), time-major; transform_param does not apply.
+// Image sources give at most two tops. Sample order, seeding and seek are the same for both.
 //
 // Tops: data [N, C, H', W'] float and, optionally, label [N] float, where N = batch_size and
 // H' = W' = crop_size when cropping (else the source's H, W). Each value is
@@ -39,7 +43,7 @@ class DataLayer : public Layer {
   const char* type() const override { return "Data"; }
   int exact_num_bottoms() const override { return 0; }
   int min_num_tops() const override { return 1; }
-  int max_num_tops() const override { return 2; }
+  int max_num_tops() const override { return 3; }
   bool allow_backward_to(int) const override { return false; }
   // Batches are produced in host memory whatever the device; tensors carry them over.
   bool supports(DeviceType) const override { return true; }
@@ -78,6 +82,7 @@ class DataLayer : public Layer {
   int channels_ = 0, height_ = 0, width_ = 0;  // source sample shape
   int out_h_ = 0, out_w_ = 0;                   // after cropping
   int crop_ = 0;
+  int seq_len_ = 0;  // time steps T of a sequence source (TEXT), 0 for images
   bool mirror_ = false;
   float scale_ = 1.0f;
   std::vector<float> mean_;  // one per channel

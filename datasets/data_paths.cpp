@@ -28,7 +28,8 @@ void resolve_data_sources(NetParameter& net, const std::string& config_dir, cons
   for (auto& layer : *net.mutable_layer()) {
     if (layer.type() != "Data" || !layer.has_data_param()) continue;
     DataParameter* dp = layer.mutable_data_param();
-    const bool source_is_dir = dp->backend() == DataParameter::CIFAR10 || dp->backend() == DataParameter::CIFAR100;
+    const bool source_is_dir = dp->backend() == DataParameter::CIFAR10 || dp->backend() == DataParameter::CIFAR100 ||
+                               dp->backend() == DataParameter::TEXT;
     if (!data_override_dir.empty()) {
       // --data is a command-line path: relative to the current directory, not to the config.
       fs::path d = fs::absolute(data_override_dir).lexically_normal();

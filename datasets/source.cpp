@@ -29,6 +29,7 @@ std::string data_backend_name(const DataParameter& param) {
     case DataParameter::IDX: return "IDX";
     case DataParameter::CIFAR10: return "CIFAR10";
     case DataParameter::CIFAR100: return "CIFAR100";
+    case DataParameter::TEXT: return "TEXT";
     case DataParameter::LEVELDB:
     case DataParameter::LMDB: {
       std::string what = param.backend() == DataParameter::LMDB ? "LMDB" : "LevelDB";
@@ -36,7 +37,7 @@ std::string data_backend_name(const DataParameter& param) {
                         (param.has_backend() ? "" : " (Caffe's default, backend not set)") +
                         ": Caffe's LMDB/LevelDB databases are not supported";
       throw Error(msg, "set data_param { backend: IDX } (MNIST / Fashion-MNIST files) or "
-                       "backend: CIFAR10 / CIFAR100 (binary batches)");
+                       "backend: CIFAR10 / CIFAR100 (binary batches) or TEXT (plain text)");
     }
   }
   throw Error(strfmt("data_param.backend: unknown value %d", int(param.backend())));
@@ -46,7 +47,7 @@ std::unique_ptr<DataSource> create_data_source(const DataParameter& param, Phase
   const std::string name = data_backend_name(param);
   if (param.source().empty())
     throw Error("data_param.source is empty (backend " + name + ")",
-                "set data_param.source to the dataset file (IDX) or directory (CIFAR)");
+                "set data_param.source to the dataset file (IDX), directory (CIFAR) or text file / directory (TEXT)");
   return data_source_registry().create(name, param, param.source(), phase);
 }
 

@@ -1,5 +1,6 @@
 // DataSource: an in-memory labelled image dataset (MNIST-style IDX files, CIFAR-10/100 binary
-// batches), and the string-keyed registry of dataset readers ("IDX", "CIFAR10", "CIFAR100").
+// batches) or text (TEXT, datasets/text.hpp), and the string-keyed registry of dataset readers
+// ("IDX", "CIFAR10", "CIFAR100", "TEXT").
 //
 // A reader is registered with DSG_REGISTER_DATASET and created from a DataParameter: the
 // backend enum picks the reader, `resolved_source` is the (already absolute) path from
@@ -30,6 +31,9 @@ class DataSource {
   virtual int label(int64_t i) const = 0;
   // One line for logs: format, files, count and shape.
   virtual std::string description() const = 0;
+  // Sequence datasets (TEXT, datasets/text.hpp): T > 0 time steps per sample, whose pixels() are
+  // T + 1 symbols; the Data layer then emits tops [T, N]. 0 for image datasets.
+  virtual int sequence_length() const { return 0; }
 };
 
 // A DataSource over owned byte buffers (what the IDX and CIFAR readers produce).
@@ -58,7 +62,7 @@ class InMemoryDataSource : public DataSource {
 using DataSourceRegistry = Registry<DataSource, const DataParameter&, const std::string&, Phase>;
 inline DataSourceRegistry& data_source_registry() { return DataSourceRegistry::instance("dataset"); }
 
-// Registry name for data_param.backend ("IDX", "CIFAR10", "CIFAR100"); throws dsg::Error for
+// Registry name for data_param.backend ("IDX", "CIFAR10", "CIFAR100", "TEXT"); throws dsg::Error for
 // Caffe's LEVELDB / LMDB (also when backend is left at Caffe's default, LEVELDB).
 std::string data_backend_name(const DataParameter& param);
 

@@ -39,7 +39,7 @@ const DataSource& DataLayer::source() const {
   return *source_;
 }
 
-void DataLayer::layer_setup(const TensorVec&, const TensorVec&, std::mt19937_64&) {
+void DataLayer::layer_setup(const TensorVec&, const TensorVec& top, std::mt19937_64&) {
   if (!param_.has_data_param()) throw Error(where() + "missing data_param");
   const DataParameter& dp = param_.data_param();
   const TransformationParameter& tp = param_.transform_param();
@@ -62,6 +62,17 @@ void DataLayer::layer_setup(const TensorVec&, const TensorVec&, std::mt19937_64&
     throw Error(where() + e.what(), e.hint());
   }
   log_info(where() + source_->description());
+  seq_len_ = source_->sequence_length();
+  if (seq_len_ > 0) {
+    if (param_.has_transform_param())
+      throw Error(where() + "transform_param does not apply to TEXT sequences", "remove transform_param");
+    batch_size_ = static_cast<int>(dp.batch_size());
+    shuffle_ = phase_ == TRAIN && dp.shuffle();
+    prefetch_data_.assign(size_t(batch_size_) * size_t(seq_len_), 0.0f);
+    prefetch_labels_.assign(size_t(batch_size_) * size_t(seq_len_), 0.0f);
+    return;
+  }
+  if (top.size() > 2) throw Error(where() + "image datasets give at most 2 tops (data, label)");
 
   const std::vector<int> shape = source_->sample_shape();
   channels_ = shape[0];
@@ -88,6 +99,10 @@ void DataLayer::layer_setup(const TensorVec&, const TensorVec&, std::mt19937_64&
 }
 
 void DataLayer::reshape(const TensorVec&, const TensorVec& top) {
+  if (seq_len_ > 0) {
+    for (Tensor* t : top) t->reshape({seq_len_, batch_size_});
+    return;
+  }
   top[0]->reshape({batch_size_, channels_, out_h_, out_w_});
   if (top.size() > 1) top[1]->reshape({batch_size_});
 }
@@ -137,6 +152,16 @@ void DataLayer::transform(const uint8_t* pixels, int64_t k, uint64_t seed, float
 }
 
 void DataLayer::fill_batch(int64_t batch, uint64_t seed, float* data, float* labels) {
+  if (seq_len_ > 0) {  // window j's step t goes to t * N + j (time-major)
+    for (int j = 0; j < batch_size_; ++j) {
+      const uint8_t* s = source_->pixels(sample_at(batch * batch_size_ + j, seed));
+      for (int t = 0; t < seq_len_; ++t) {
+        data[size_t(t) * batch_size_ + j] = float(s[t]);
+        labels[size_t(t) * batch_size_ + j] = float(s[t + 1]);
+      }
+    }
+    return;
+  }
   const size_t sample = size_t(channels_) * out_h_ * out_w_;
   for (int j = 0; j < batch_size_; ++j) {
     const int64_t k = batch * batch_size_ + j;
@@ -217,6 +242,11 @@ void DataLayer::forward_cpu(const TensorVec&, const TensorVec& top, const Contex
   std::memcpy(top[0]->mutable_data(), prefetch_data_.data(), prefetch_data_.size() * sizeof(float));
   if (top.size() > 1)
     std::memcpy(top[1]->mutable_data(), prefetch_labels_.data(), prefetch_labels_.size() * sizeof(float));
+  if (top.size() > 2) {  // cont: every window starts a sequence
+    float* cont = top[2]->mutable_data();
+    std::fill(cont, cont + top[2]->count(), 1.0f);
+    std::fill(cont, cont + batch_size_, 0.0f);
+  }
   lock.lock();
   ready_ = false;
   requested_ = ++cursor_;
