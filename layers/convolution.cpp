@@ -187,7 +187,8 @@ class ConvolutionLayer : public Layer {
         // All channels computed, one image: the GEMM result [M, Ho Wo] already is the NCHW top plane.
         const bool direct = outs_.empty() && nb == 1;
         float* out = direct ? y + int64_t(n0) * m_ * spatial : buf_.mutable_data();
-        im2col(x, n0, nb, col, len);
+        if (!col_prefilled_) im2col(x, n0, nb, col, len);
+        col_prefilled_ = false;
         for (int g = 0; g < group_; ++g) {
           const int rows = og_[g + 1] - og_[g];
           const int64_t k = int64_t(ig_[g + 1] - ig_[g]) * kh_ * kw_;
@@ -417,8 +418,11 @@ class ConvolutionLayer : public Layer {
     dsg_.begin_batch();
     for (int n0 = 0; n0 < n_; n0 += chunk_) {
       const int nb = std::min(chunk_, n_ - n0);
-      dsg_.add_rows(window_rows(bottom.data(), n0, nb, false), nb * spatial, d);
+      im2col(bottom.data(), n0, nb, col_.mutable_data(), nb * spatial);
+      dsg_.add_columns(col_.data(), nb * spatial, nb * spatial);
     }
+    (void)d;
+    col_prefilled_ = chunk_ >= n_;  // the structured forward reuses these columns
     std::vector<int> kept = dsg_.kept_outputs();
     mask_.assign(size_t(n_) * m_ * spatial, 0);
     for (int n = 0; n < n_; ++n)
@@ -635,6 +639,7 @@ class ConvolutionLayer : public Layer {
   Tensor buf_;           // GEMM output / reordered top diff [computed rows, chunk Ho Wo]
   std::vector<Span> hspan_, wspan_;  // valid output rows / columns for each kernel row / column
   int col_holds_ = -1;   // bottom whose whole-batch columns col_ holds, or -1
+  bool col_prefilled_ = false;  // DSG BATCH_SHARED: select_shared left the batch's columns in col_
 
   // Structured sparsity (refreshed by reshape() before every forward; backward uses the state of
   // the preceding forward).

@@ -110,13 +110,35 @@ void DsgSelector::select_rows(const float* x, int64_t rows, int64_t ldx, int* se
   });
 }
 
-void DsgSelector::begin_batch() { score_.assign(size_t(n_out_), 0.0); }
+void DsgSelector::begin_batch() { score_.assign(size_t(n_out_), 0.0f); }
 
 void DsgSelector::add_rows(const float* x, int64_t rows, int64_t ldx) {
   estimate(x, rows, ldx);
+  float* score = score_.data();
   for (int64_t r = 0; r < rows; ++r) {
     const float* e = est_.data() + r * n_out_;
-    for (int j = 0; j < n_out_; ++j) score_[size_t(j)] += std::max(0.0f, e[j]);
+    for (int j = 0; j < n_out_; ++j) score[j] += std::max(0.0f, e[j]);
+  }
+}
+
+void DsgSelector::add_columns(const float* x, int64_t cols, int64_t ldx) {
+  const int k = projection_->k();
+  px_.resize(size_t(cols) * size_t(k));
+  est_.resize(size_t(cols) * size_t(n_out_));
+  // f(X)^T [k x cols] = R [k x d] X [d x cols]; estimates^T [n x cols] = f(W) [n x k] f(X)^T.
+  gemm(false, false, k, int(cols), d_, 1.0f, dense_r_.data(), d_, x, int(ldx), 0.0f, px_.data(), int(cols));
+  gemm(false, false, n_out_, int(cols), k, 1.0f, pw_.data(), px_.data(), 0.0f, est_.data());
+  search_ops_ += double(cols) * (double(projection_->nonzeros()) + double(n_out_) * k);
+  for (int j = 0; j < n_out_; ++j) {
+    const float* e = est_.data() + int64_t(j) * cols;
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t c = 0;
+    for (; c + 8 <= cols; c += 8)
+      for (int t = 0; t < 8; ++t) acc[t] += std::max(0.0f, e[c + t]);
+    float sum = 0;
+    for (; c < cols; ++c) sum += std::max(0.0f, e[c]);
+    for (float a : acc) sum += a;
+    score_[size_t(j)] += sum;
   }
 }
 

@@ -49,6 +49,8 @@ class DsgSelector {
   // outputs (ascending; ties: lower index).
   void begin_batch();
   void add_rows(const float* x, int64_t rows, int64_t ldx);
+  // The same for inputs stored as columns: x [d x cols] (row stride ldx), e.g. im2col's windows.
+  void add_columns(const float* x, int64_t cols, int64_t ldx);
   std::vector<int> kept_outputs() const;
 
   // Search operations of the last pass, as DSG counts them: the sparse projection's additions
@@ -65,7 +67,7 @@ class DsgSelector {
   bool per_sample_ = true, double_mask_ = true, in_test_ = true;
   std::vector<float> dense_r_;  // R / sqrt(k), [k x d]
   std::vector<float> pw_, px_, est_;
-  std::vector<double> score_;
+  std::vector<float> score_;
   double search_ops_ = 0;
 };
 

@@ -1,10 +1,11 @@
 #!/usr/bin/python3
 """PyTorch peer for DSG's benchmarks: trains the same model as a DSG config on Fashion-MNIST
-(same batch, SGD lr 0.01 momentum 0.9 weight decay 5e-4, same thread count) and prints one JSON
-line with the training throughput (data already in memory, as in dsgtrain), test accuracy and
-the FLOPs of one training step.
+(same batch, same solver: SGD lr 0.01 momentum 0.9 weight decay 5e-4 for the LeNets, Adam lr 0.002
+for lstm_rows; same thread count) and prints one JSON line with the training throughput (data
+already in memory, as in dsgtrain), test accuracy and the FLOPs of one training step.
 
     /usr/bin/python3 scripts/torch_peer.py --model lenet5 --threads 1 --iterations 938
+    /usr/bin/python3 scripts/torch_peer.py --model lstm_rows --threads 1 --iterations 938
 """
 import argparse
 import gzip
@@ -54,9 +55,37 @@ class LeNet5(nn.Module):
         return self.ip2(F.relu(self.ip1(x.flatten(1))))
 
 
+class LSTMRows(nn.Module):
+    """configs/lstm_rows.prototxt: the image's 28 rows are 28 steps of 28 features; an LSTM with
+    128 hidden units runs over them and its last hidden state goes to a 10-way classifier. Same
+    initialisation as the config: LSTM weights uniform +-1/sqrt(128), biases 0; classifier weights
+    Caffe's xavier (uniform +-sqrt(3 / fan_in)), bias 0."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm, self.ip = nn.LSTM(28, 128), nn.Linear(128, 10)
+        with torch.no_grad():
+            for name, p in self.lstm.named_parameters():
+                if name.startswith("weight"):
+                    p.uniform_(-0.0884, 0.0884)
+                else:
+                    p.zero_()
+            self.ip.weight.uniform_(-(3 / 128) ** 0.5, (3 / 128) ** 0.5)
+            self.ip.bias.zero_()
+
+    def forward(self, x):
+        seq = x.flatten(1, 2).transpose(0, 1)  # [N, 1, 28, 28] -> [28 steps, N, 28 features]
+        h, _ = self.lstm(seq)
+        return self.ip(h[-1])
+
+
 def train_step_flops(model_name):
     """FLOPs of forward + backward (data and weight gradients) per image for the GEMM layers;
     the first layer computes no gradient for its input."""
+    if model_name == "lstm_rows":
+        # Input projection 28 -> 512 gates (forward, weight gradient), recurrent 128 -> 512 gates
+        # (forward, weight and hidden gradients) over 28 steps, classifier 128 -> 10 (all three).
+        return 2 * (28 * 512 * 28 * 2 + 28 * 512 * 128 * 3 + 128 * 10 * 3)
     if model_name == "lenet300_100":
         macs = [784 * 300, 300 * 100, 100 * 10]
     else:
@@ -69,7 +98,7 @@ def train_step_flops(model_name):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", choices=["lenet300_100", "lenet5"], required=True)
+    ap.add_argument("--model", choices=["lenet300_100", "lenet5", "lstm_rows"], required=True)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--iterations", type=int, default=938)
@@ -89,8 +118,12 @@ def main():
     yt = torch.from_numpy(read_idx(os.path.join(args.data, "t10k-labels-idx1-ubyte.gz")).astype(np.int64))
     x, xt = x.unsqueeze(1), xt.unsqueeze(1)
 
-    model = LeNet300100(args.dropout) if args.model == "lenet300_100" else LeNet5()
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    if args.model == "lstm_rows":
+        model = LSTMRows()
+        opt = torch.optim.Adam(model.parameters(), lr=0.002, betas=(0.9, 0.999), eps=1e-8)
+    else:
+        model = LeNet300100(args.dropout) if args.model == "lenet300_100" else LeNet5()
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     n = x.shape[0]
     order = torch.randperm(n)
     pos = 0
