@@ -411,17 +411,18 @@ class ConvolutionLayer : public Layer {
 
   // DSG, BATCH_SHARED: the output channels kept for the whole pass become active_outputs.
   void select_shared(const Tensor& bottom) {
-    if (!ins_.empty()) throw Error(where() + "dsg_param cannot be combined with pruned input channels");
-    const int d = c_ * kh_ * kw_;
-    const int64_t spatial = int64_t(ho_) * wo_;
+    const int64_t spatial = int64_t(ho_) * wo_, taps = int64_t(kh_) * kw_;
+    // Input channels known to be zero (an earlier batch-shared selection) are not im2col'd.
+    std::vector<int> rows;
+    for (int c : ins_)
+      for (int64_t t = 0; t < taps; ++t) rows.push_back(int(c * taps + t));
     dsg_.project_weights(blobs_[0]->data());
     dsg_.begin_batch();
     for (int n0 = 0; n0 < n_; n0 += chunk_) {
       const int nb = std::min(chunk_, n_ - n0);
       im2col(bottom.data(), n0, nb, col_.mutable_data(), nb * spatial);
-      dsg_.add_columns(col_.data(), nb * spatial, nb * spatial);
+      dsg_.add_columns(col_.data(), nb * spatial, nb * spatial, ins_.empty() ? nullptr : &rows);
     }
-    (void)d;
     col_prefilled_ = chunk_ >= n_;  // the structured forward reuses these columns
     std::vector<int> kept = dsg_.kept_outputs();
     mask_.assign(size_t(n_) * m_ * spatial, 0);

@@ -121,12 +121,21 @@ void DsgSelector::add_rows(const float* x, int64_t rows, int64_t ldx) {
   }
 }
 
-void DsgSelector::add_columns(const float* x, int64_t cols, int64_t ldx) {
+void DsgSelector::add_columns(const float* x, int64_t cols, int64_t ldx, const std::vector<int>* rows) {
   const int k = projection_->k();
   px_.resize(size_t(cols) * size_t(k));
   est_.resize(size_t(cols) * size_t(n_out_));
+  const float* r = dense_r_.data();
+  int d = d_;
+  if (rows) {  // the zero input dimensions contribute nothing: R restricted to the others
+    d = int(rows->size());
+    r_rows_.resize(size_t(k) * size_t(d));
+    for (int i = 0; i < k; ++i)
+      for (int j = 0; j < d; ++j) r_rows_[size_t(i) * d + j] = dense_r_[size_t(i) * d_ + (*rows)[size_t(j)]];
+    r = r_rows_.data();
+  }
   // f(X)^T [k x cols] = R [k x d] X [d x cols]; estimates^T [n x cols] = f(W) [n x k] f(X)^T.
-  gemm(false, false, k, int(cols), d_, 1.0f, dense_r_.data(), d_, x, int(ldx), 0.0f, px_.data(), int(cols));
+  gemm(false, false, k, int(cols), d, 1.0f, r, d, x, int(ldx), 0.0f, px_.data(), int(cols));
   gemm(false, false, n_out_, int(cols), k, 1.0f, pw_.data(), px_.data(), 0.0f, est_.data());
   search_ops_ += double(cols) * (double(projection_->nonzeros()) + double(n_out_) * k);
   for (int j = 0; j < n_out_; ++j) {

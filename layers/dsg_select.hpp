@@ -50,7 +50,9 @@ class DsgSelector {
   void begin_batch();
   void add_rows(const float* x, int64_t rows, int64_t ldx);
   // The same for inputs stored as columns: x [d x cols] (row stride ldx), e.g. im2col's windows.
-  void add_columns(const float* x, int64_t cols, int64_t ldx);
+  // `rows` (optional, d' entries): the input dimensions x's rows hold when some are known to be
+  // zero and left out (x is then [d' x cols]).
+  void add_columns(const float* x, int64_t cols, int64_t ldx, const std::vector<int>* rows = nullptr);
   std::vector<int> kept_outputs() const;
 
   // Search operations of the last pass, as DSG counts them: the sparse projection's additions
@@ -66,6 +68,7 @@ class DsgSelector {
   int n_out_ = 0, d_ = 0, keep_ = 0;
   bool per_sample_ = true, double_mask_ = true, in_test_ = true;
   std::vector<float> dense_r_;  // R / sqrt(k), [k x d]
+  std::vector<float> r_rows_;   // its columns for the kept input dimensions (add_columns)
   std::vector<float> pw_, px_, est_;
   std::vector<float> score_;
   double search_ops_ = 0;

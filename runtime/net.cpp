@@ -93,6 +93,7 @@ Net::Net(const NetParameter& param, Phase phase, std::mt19937_64& rng, const std
 
 void Net::find_double_masks() {
   masked_by_.assign(layers_.size(), -1);
+  shared_selection_.assign(layers_.size(), false);
   for (size_t i = 0; i < layers_.size(); ++i) {
     if (!layers_[i]->param().has_dsg_param()) continue;
     const Tensor* t = tops_[i][0];
@@ -118,7 +119,10 @@ void Net::find_double_masks() {
     }
     if (!relu)
       throw Error("layer '" + layers_[i]->name() + "': dsg_param needs a ReLU after the layer (DSG's CONV/FC -> ReLU -> BN order)");
-    if (last >= 0 && layers_[i]->double_mask_output()) masked_by_[size_t(last)] = int(i);
+    if (last >= 0 && layers_[i]->double_mask_output()) {
+      masked_by_[size_t(last)] = int(i);
+      shared_selection_[i] = layers_[i]->param().dsg_param().selection() == DsgParameter::BATCH_SHARED;
+    }
   }
 }
 
@@ -262,6 +266,9 @@ float Net::forward(const Context& ctx) {
   for (size_t i = 0; i < layers_.size(); ++i) {
     loss += layers_[i]->forward(bottoms_[i], tops_[i], ctx);
     if (masked_by_[i] >= 0) apply_output_mask(i, false);
+    // A batch-shared DSG selection changed this layer's computed channels: with the double mask
+    // they are zero after the BatchNorm / Scale too, so the next layers skip them.
+    if (shared_selection_[i] && layers_[i]->dynamic_output_mask()) propagate_structure(*this);
   }
   return loss;
 }

@@ -86,6 +86,9 @@ class Net {
 
   // masked_by_[j]: the layer whose dynamic output mask is applied to layer j's top (-1: none).
   std::vector<int> masked_by_;
+  // shared_selection_[i]: layer i selects its outputs once per batch (DSG BATCH_SHARED) and its
+  // chain ends in a double mask, so consumers can skip the dropped channels.
+  std::vector<bool> shared_selection_;
 
   std::vector<DynamicDrop> dynamic_;
   std::string name_;

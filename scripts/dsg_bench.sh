@@ -7,6 +7,10 @@
 # counted by dsgtrain (metrics.jsonl): training and inference MAC reduction (search included) and
 # the activation-memory saving (dense 32-bit activations of the dense net / zero-value-compressed
 # activations of the run; in brackets against the dense net's own zero-value-compressed size).
+# Then the wall-clock part on a bigger net, where the GEMMs dominate: configs/vgg8_dsg.prototxt and
+# its dense twin (the same file without dsg_param) train VGG_ITERS iterations (default 10) on
+# random CIFAR-10-format data written to the output directory (timing only: CIFAR-10 itself is not
+# packaged by Debian), printing seconds per training iteration and the speedup over dense.
 #   scripts/dsg_bench.sh [BUILD_DIR] [EPOCHS] [THREADS]     (defaults: build 2 1)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,6 +28,25 @@ for sel in PER_SAMPLE BATCH_SHARED; do
       "$here/configs/lenet5_dsg.prototxt" >"$out/$name.prototxt"
     grep -q "gamma: $gamma epsilon: 0.5 selection: $sel" "$out/$name.prototxt"
     runs+=("$name:$out/$name.prototxt")
+  done
+done
+vgg_iters=${VGG_ITERS:-10}
+mkdir -p "$out/cifar"
+/usr/bin/env python3 - "$out/cifar" <<'PY'
+import os, random, sys
+rng = random.Random(1)
+for name, records in [("data_batch_%d.bin" % b, 256) for b in range(1, 6)] + [("test_batch.bin", 100)]:
+    with open(os.path.join(sys.argv[1], name), "wb") as f:
+        f.write(bytes(b for _ in range(records) for b in [rng.randrange(10)] + [rng.randrange(256) for _ in range(3072)]))
+PY
+grep -v "dsg_param" "$here/configs/vgg8_dsg.prototxt" | sed 's/^test_interval: .*/test_interval: 0/' >"$out/vgg8_dense.prototxt"
+vgg_runs=(vgg8_dense:"$out/vgg8_dense.prototxt")
+for sel in PER_SAMPLE BATCH_SHARED; do
+  for gamma in 0.5 0.8 0.9; do
+    name="vgg8_${sel,,}_$gamma"
+    sed -e "s/dsg_param { gamma: [0-9.]* epsilon: 0.5 selection: [A-Z_]* }/dsg_param { gamma: $gamma epsilon: 0.5 selection: $sel }/" \
+        -e 's/^test_interval: .*/test_interval: 0/' "$here/configs/vgg8_dsg.prototxt" >"$out/$name.prototxt"
+    vgg_runs+=("$name:$out/$name.prototxt")
   done
 done
 for run in "${runs[@]}"; do
@@ -47,3 +70,19 @@ for name in names:
         m["train_macs_dense"] / m["train_macs"], m["inference_macs_dense"] / m["inference_macs"],
         base["activation_bytes"] / m["activation_zvc_bytes"], base["activation_zvc_bytes"] / m["activation_zvc_bytes"]))
 PY
+for run in "${vgg_runs[@]}"; do
+  name=${run%%:*} cfg=${run#*:}
+  echo "timing $name ..." >&2
+  "$build/dsgtrain" "$cfg" --iterations "$vgg_iters" --threads "$threads" --seed 1 --data "$out/cifar" \
+    --output "$out/$name" >"$out/$name.log" 2>&1
+done
+echo
+echo "VGG-8 on random CIFAR-10-format data, batch 64, $vgg_iters iterations, $threads thread(s): seconds per training iteration"
+base=""
+for run in "${vgg_runs[@]}"; do
+  name=${run%%:*}
+  secs=$(sed -n 's/.*Trained [0-9]* iterations in \([0-9.]*\) s of training.*/\1/p' "$out/$name.log" | tail -1)
+  per=$(awk -v s="$secs" -v n="$vgg_iters" 'BEGIN {printf "%.3f", s / n}')
+  [ -z "$base" ] && base=$per
+  printf "%-26s %8s s %7.2fx\n" "$name" "$per" "$(awk -v a="$base" -v b="$per" 'BEGIN {print a / b}')"
+done

@@ -232,8 +232,8 @@ void propagate_structure(Net& net) {
     auto it = known.find(blob);
     return it == known.end() ? Known{} : it->second;
   };
-  for (const auto& lp : net.layers()) {
-    Layer& l = *lp;
+  for (size_t index = 0; index < net.layers().size(); ++index) {
+    Layer& l = *net.layers()[index];
     const auto& p = l.param();
     const std::string type = l.type();
     std::vector<Known> tops(size_t(p.top_size()));
@@ -365,6 +365,16 @@ void propagate_structure(Net& net) {
         }
         tops[0] = k;
       }
+    }
+    // DSG double-mask selection: the end of a CONV/FC -> ReLU -> BatchNorm (-> Scale) chain is
+    // masked again with its producer's selection, so the channels a batch-shared selection
+    // dropped are zero here although BatchNorm / Scale are opaque.
+    const int source = net.double_mask_source(index);
+    if (source >= 0 && p.top_size() == 1) {
+      const Layer& producer = *net.layers()[size_t(source)];
+      const Tensor& top = tensor(p.top(0));
+      if (!producer.active_outputs().empty() && top.num_axes() >= 2)
+        tops[0] = make_known(producer.active_outputs(), top.num_axes() > 2 ? top.count(2) : 1, top.shape(1));
     }
     for (int t = 0; t < p.top_size(); ++t) known[p.top(t)] = tops[size_t(t)];
   }

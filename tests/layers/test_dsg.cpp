@@ -302,3 +302,49 @@ TEST_CASE("BatchNorm keeps the running statistics of a channel that is zero for 
   CHECK(run[1] / factor[0] == Approx(mean1));
   CHECK(run[0] / factor[0] != Approx(mean0));  // channel 0 saw new data
 }
+
+TEST_CASE("DSG batch-shared: the next layer skips the channels the double mask zeroed", "[net][dsg]") {
+  NetParameter np = parse_net(R"(
+    name: "shared"
+    layer { name: "in" type: "Input" top: "data" top: "label"
+            input_param { shape { dim: 4 dim: 2 dim: 6 dim: 6 } shape { dim: 4 } } }
+    layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
+            convolution_param { num_output: 8 kernel_size: 3 pad: 1 weight_filler { type: "gaussian" std: 0.5 } }
+            dsg_param { gamma: 0.5 selection: BATCH_SHARED } }
+    layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }
+    layer { name: "bn1" type: "BatchNorm" bottom: "conv1" top: "bn1" }
+    layer { name: "scale1" type: "Scale" bottom: "bn1" top: "bn1" scale_param { bias_term: true } }
+    layer { name: "pool1" type: "Pooling" bottom: "bn1" top: "pool1" pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
+    layer { name: "conv2" type: "Convolution" bottom: "pool1" top: "conv2"
+            convolution_param { num_output: 6 kernel_size: 3 weight_filler { type: "gaussian" std: 0.5 } }
+            dsg_param { gamma: 0.5 selection: BATCH_SHARED } }
+    layer { name: "relu2" type: "ReLU" bottom: "conv2" top: "conv2" }
+    layer { name: "bn2" type: "BatchNorm" bottom: "conv2" top: "bn2" }
+    layer { name: "scale2" type: "Scale" bottom: "bn2" top: "bn2" scale_param { bias_term: true } }
+    layer { name: "ip" type: "InnerProduct" bottom: "bn2" top: "ip"
+            inner_product_param { num_output: 3 weight_filler { type: "gaussian" std: 0.5 } } }
+    layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" }
+  )");
+  std::mt19937_64 rng(12);
+  Net net(np, TRAIN, rng);
+  fill_uniform(net.blob("data"), -1, 1, 13);
+  for (int i = 0; i < 4; ++i) net.blob("label").mutable_data()[i] = float(i % 3);
+  Context ctx = train_ctx();
+  for (int pass = 0; pass < 2; ++pass) {
+    ctx.iteration = pass;
+    net.forward_backward(ctx);
+    Layer& conv1 = *net.layer_by_name("conv1");
+    Layer& conv2 = *net.layer_by_name("conv2");
+    REQUIRE(conv1.active_outputs().size() == 4);
+    CHECK(conv2.active_inputs() == conv1.active_outputs());  // K shrinks to the kept channels
+    CHECK(net.layer_by_name("ip")->active_inputs().size() == 3);  // conv2's 3 kept channels (1 x 1 each)
+    // conv2 computed from the kept channels equals a dense convolution of its whole input.
+    Tensor out2;
+    auto dense = dense_twin(conv2.param(), conv2, net.blob("pool1"), out2);
+    dense->forward({&net.blob("pool1")}, {&out2}, ctx);
+    const std::vector<uint8_t>& mask = *conv2.dynamic_output_mask();
+    const Tensor& y2 = net.blob("conv2");
+    for (int64_t i = 0; i < y2.count(); ++i)
+      if (mask[size_t(i)]) REQUIRE(y2.data()[i] == Approx(std::max(0.0f, out2.data()[i])).margin(1e-4));
+  }
+}
