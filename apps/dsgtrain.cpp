@@ -39,6 +39,7 @@ struct Options {
   int64_t seed = -1;
   bool seed_given = false;
   std::string data_dir, output_dir, resume;
+  bool profile = false;
 };
 
 std::string json_number(double v) {
@@ -145,8 +146,25 @@ int run(const Options& opt) {
       set_progress_line_active(true);
     };
   }
+  if (opt.profile) solver.train_net().set_profiling(true);
   solver.solve();
   if (tty) set_progress_line_active(false);
+  if (opt.profile) {
+    // Per-layer wall-clock of the training passes (milliseconds per pass, tests excluded).
+    const Net& net = solver.train_net();
+    double total_f = 0, total_b = 0;
+    log_info("Layer times of the training net (ms per iteration: forward, backward):");
+    for (size_t i = 0; i < net.layers().size(); ++i) {
+      const Net::LayerTime& t = net.layer_times()[i];
+      const double f = t.forwards ? 1e3 * t.forward_s / double(t.forwards) : 0.0;
+      const double b = t.backwards ? 1e3 * t.backward_s / double(t.backwards) : 0.0;
+      total_f += f;
+      total_b += b;
+      log_info(strfmt("    %-24s %-16s forward %9.3f ms  backward %9.3f ms", net.layers()[i]->name().c_str(),
+                      net.layers()[i]->type(), f, b));
+    }
+    log_info(strfmt("    %-24s %-16s forward %9.3f ms  backward %9.3f ms", "total", "", total_f, total_b));
+  }
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() -
                 solver.overhead_seconds();
   log_info(strfmt("Trained %d iterations in %.2f s of training (%.0f images/s, tests and snapshots excluded); "
@@ -172,6 +190,7 @@ int main(int argc, char** argv) {
   app.add_option("--data", opt.data_dir, "directory holding the data files named in the config");
   app.add_option("--output", opt.output_dir, "directory for snapshots and metrics.jsonl (default out/<config>)");
   app.add_option("--resume", opt.resume, "continue from a .dsgmodel snapshot");
+  app.add_flag("--profile", opt.profile, "log each layer's forward / backward time per training iteration at the end");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -21,8 +21,18 @@
 // once: dX = dG W_xc, dW_xc += dG^T X, db_c += column sums of dG and dW_hc += dG^T H' (H' = hprev_,
 // whose block 0 is zero, so the GEMM skips step 0): one GEMM with K = (T-1) N instead of T small
 // ones. gate_gradients_row() is the elementwise kernel of one stream's dG_t row.
+//
+// Structurally sparse backward (structured_backward_param, Zhu et al. 2018; switched per iteration
+// by the schedule through set_sparse_backward): after dG_t is computed, only its kept columns (gate
+// units, shared by the mini-batch: the keep_fraction with the largest L2 norms over the batch, or
+// those above threshold) are gathered into dG'_t [N, n'], and every backward product of step t runs
+// on it: dh'_{t-1} = dG'_t W_hc[idx], dx_t = dG'_t W_xc[idx], dW_xc[idx] += dG'_t^T x_t,
+// dW_hc[idx] += dG'_t^T h'_{t-1}, db[idx] += column sums. The dropped columns count as zero; the
+// elementwise cell-gradient carry dc stays exact.
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <functional>
 #include <cstring>
 #include <vector>
 
@@ -120,6 +130,18 @@ class LSTMLayer : public Layer {
   int exact_num_tops() const override { return 1; }
   bool allow_backward_to(int bottom_index) const override { return bottom_index == 0; }
 
+  void set_sparse_backward(bool on) override { sparse_backward_ = on && param_.has_structured_backward_param(); }
+
+  LayerMacs macs() const override {
+    LayerMacs c;
+    const double per_col = double(n_) * (double(d_) + h_);  // a gate column's MACs, per step and product
+    c.dense_forward = double(t_) * 4 * h_ * per_col;
+    c.dense_backward = 2 * c.dense_forward;
+    c.forward = c.dense_forward;
+    c.backward = last_sparse_ ? 2 * double(kept_columns_) * per_col : c.dense_backward;
+    return c;
+  }
+
  protected:
   void layer_setup(const TensorVec& bottom, const TensorVec&, std::mt19937_64& rng) override {
     const RecurrentParameter& p = param_.recurrent_param();
@@ -135,6 +157,13 @@ class LSTMLayer : public Layer {
     d_ = x.shape(2);
     if (d_ <= 0) throw Error(where() + "bottom 0 (x) has no input features, shape " + x.shape_string());
 
+    if (param_.has_structured_backward_param()) {
+      const StructuredBackwardParameter& sp = param_.structured_backward_param();
+      if (!(sp.keep_fraction() > 0 && sp.keep_fraction() <= 1) || sp.threshold() < 0)
+        throw Error(where() + strfmt("structured_backward_param: keep_fraction must be in (0, 1] and threshold >= 0, "
+                                     "got %g and %g", sp.keep_fraction(), sp.threshold()));
+      sparse_backward_ = true;  // until a schedule says otherwise
+    }
     const std::vector<int> wx{4 * h_, d_}, b{4 * h_}, wh{4 * h_, h_};
     if (!blobs_.empty()) {
       if (blobs_.size() != 3 || blobs_[0]->shape() != wx || blobs_[1]->shape() != b || blobs_[2]->shape() != wh)
@@ -205,6 +234,8 @@ class LSTMLayer : public Layer {
     const bool need_wx = param_propagate_down(0), need_b = param_propagate_down(1), need_wh = param_propagate_down(2);
     const int rows = t_ * n_, g4 = 4 * h_;
     if (rows == 0 || !(need_x || need_wx || need_b || need_wh)) return;
+    last_sparse_ = sparse_backward_;
+    if (sparse_backward_) return backward_sparse(top, need_x, bottom);
     const float* cont = bottom[1]->data();
     const float* dy = top[0]->diff();
     const float* w_hc = blobs_[2]->data();
@@ -232,6 +263,100 @@ class LSTMLayer : public Layer {
   }
 
  private:
+  // The kept gate-gradient columns of step t (row block t of dgates_), ascending, into idx.
+  void select_columns(int t, std::vector<int>& idx) {
+    const int g4 = 4 * h_;
+    const StructuredBackwardParameter& sp = param_.structured_backward_param();
+    norm_.assign(size_t(g4), 0.0f);
+    const float* dg = dgates_.data() + int64_t(t) * n_ * g4;
+    for (int n = 0; n < n_; ++n)
+      for (int j = 0; j < g4; ++j) norm_[size_t(j)] += dg[int64_t(n) * g4 + j] * dg[int64_t(n) * g4 + j];
+    idx.clear();
+    if (sp.threshold() > 0) {
+      const float tau = sp.threshold() * sp.threshold();
+      for (int j = 0; j < g4; ++j)
+        if (norm_[size_t(j)] >= tau) idx.push_back(j);
+      if (idx.empty()) idx.push_back(int(std::max_element(norm_.begin(), norm_.end()) - norm_.begin()));
+      return;
+    }
+    const int keep = std::clamp(int(std::lround(double(sp.keep_fraction()) * g4)), 1, g4);
+    sorted_ = norm_;
+    std::nth_element(sorted_.begin(), sorted_.begin() + (keep - 1), sorted_.end(), std::greater<float>());
+    const float kth = sorted_[size_t(keep - 1)];
+    int above = 0;
+    for (int j = 0; j < g4; ++j) above += norm_[size_t(j)] > kth;
+    int ties = keep - above;
+    for (int j = 0; j < g4; ++j)
+      if (norm_[size_t(j)] > kth || (norm_[size_t(j)] == kth && ties-- > 0)) idx.push_back(j);
+  }
+
+  // BPTT with the structurally sparse gate gradients (see the header comment).
+  void backward_sparse(const TensorVec& top, bool need_x, const TensorVec& bottom) {
+    const bool need_wx = param_propagate_down(0), need_b = param_propagate_down(1), need_wh = param_propagate_down(2);
+    const int g4 = 4 * h_;
+    const float* cont = bottom[1]->data();
+    const float* dy = top[0]->diff();
+    const float* x = bottom[0]->data();
+    const float* w_xc = blobs_[0]->data();
+    const float* w_hc = blobs_[2]->data();
+    float* dx = need_x ? bottom[0]->mutable_diff() : nullptr;
+    std::fill(dh_carry_.begin(), dh_carry_.end(), 0.0f);
+    std::fill(dc_carry_.begin(), dc_carry_.end(), 0.0f);
+    kept_columns_ = 0;
+    std::vector<int> idx;
+    for (int t = t_ - 1; t >= 0; --t) {
+      gate_gradients_step(t, cont, dy);
+      select_columns(t, idx);
+      const int kept = int(idx.size());
+      kept_columns_ += kept;
+      const int64_t off = int64_t(t) * n_;
+      // dG'_t [N, n'] and the kept rows of W_hc [n', H], W_xc [n', D].
+      dgc_.resize(size_t(n_) * kept);
+      for (int n = 0; n < n_; ++n) {
+        const float* src = dgates_.data() + (off + n) * g4;
+        float* dst = dgc_.data() + int64_t(n) * kept;
+        for (int j = 0; j < kept; ++j) dst[j] = src[idx[size_t(j)]];
+      }
+      if (t > 0) {
+        rows_h_.resize(size_t(kept) * h_);
+        for (int j = 0; j < kept; ++j)
+          std::memcpy(rows_h_.data() + int64_t(j) * h_, w_hc + int64_t(idx[size_t(j)]) * h_, sizeof(float) * size_t(h_));
+        gemm(false, false, n_, h_, kept, 1.0f, dgc_.data(), rows_h_.data(), 0.0f, dh_carry_.data());
+      }
+      if (dx) {
+        rows_x_.resize(size_t(kept) * d_);
+        for (int j = 0; j < kept; ++j)
+          std::memcpy(rows_x_.data() + int64_t(j) * d_, w_xc + int64_t(idx[size_t(j)]) * d_, sizeof(float) * size_t(d_));
+        gemm(false, false, n_, d_, kept, 1.0f, dgc_.data(), rows_x_.data(), 0.0f, dx + off * d_);
+      }
+      if (need_wx) {
+        dwc_.resize(size_t(kept) * d_);
+        gemm(true, false, kept, d_, n_, 1.0f, dgc_.data(), x + off * d_, 0.0f, dwc_.data());
+        float* dw = blobs_[0]->mutable_diff();
+        for (int j = 0; j < kept; ++j) {
+          float* d = dw + int64_t(idx[size_t(j)]) * d_;
+          const float* s = dwc_.data() + int64_t(j) * d_;
+          for (int k = 0; k < d_; ++k) d[k] += s[k];
+        }
+      }
+      if (need_wh && t > 0) {
+        dwc_.resize(size_t(kept) * h_);
+        gemm(true, false, kept, h_, n_, 1.0f, dgc_.data(), hprev_.data() + off * h_, 0.0f, dwc_.data());
+        float* dw = blobs_[2]->mutable_diff();
+        for (int j = 0; j < kept; ++j) {
+          float* d = dw + int64_t(idx[size_t(j)]) * h_;
+          const float* s = dwc_.data() + int64_t(j) * h_;
+          for (int k = 0; k < h_; ++k) d[k] += s[k];
+        }
+      }
+      if (need_b) {
+        float* db = blobs_[1]->mutable_diff();
+        for (int n = 0; n < n_; ++n)
+          for (int j = 0; j < kept; ++j) db[idx[size_t(j)]] += dgc_[size_t(n) * kept + j];
+      }
+    }
+  }
+
   // Gate math of step t, after the recurrent GEMM: row block t of gates_ holds the pre-activations
   // [i f o g]~ on entry and the activations on exit; writes c_t (cell_), tanh(c_t) (tanh_cell_),
   // h_t (top block t) and h'_t = cont_{t+1} h_t (hprev_ block t + 1, the next step's GEMM input).
@@ -285,6 +410,11 @@ class LSTMLayer : public Layer {
   std::vector<float> dh_carry_;   // [N, H] dG_{t+1} W_hc while step t runs
   std::vector<float> dc_carry_;   // [N, H] dc_{t+1} f_{t+1} while step t runs
   std::vector<float> ones_;       // [>= T N] for the bias column sums
+  // Structurally sparse backward:
+  bool sparse_backward_ = false;  // run it in the next backward (set by the schedule)
+  bool last_sparse_ = false;      // the last backward was sparse
+  int64_t kept_columns_ = 0;      // gate columns kept, summed over the steps of the last backward
+  std::vector<float> norm_, sorted_, dgc_, rows_h_, rows_x_, dwc_;
 };
 
 DSG_REGISTER_LAYER("LSTM", LSTMLayer);

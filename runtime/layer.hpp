@@ -103,6 +103,10 @@ class Layer {
   virtual const std::vector<uint8_t>* dynamic_output_mask() const { return nullptr; }
   virtual bool double_mask_output() const { return false; }
 
+  // Structurally sparse backward (structured_backward_param; the LSTM): switched per iteration by
+  // the sparsity schedule (the mixed sparse/dense schedule). Layers without it ignore the call.
+  virtual void set_sparse_backward(bool on) { (void)on; }
+
   // Multiply-accumulates of the last forward / backward (zeros for layers without GEMMs).
   virtual LayerMacs macs() const { return {}; }
 

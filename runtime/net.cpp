@@ -1,5 +1,6 @@
 #include "runtime/net.hpp"
 
+#include <chrono>
 #include <cstring>
 #include <set>
 
@@ -264,8 +265,13 @@ float Net::forward(const Context& ctx) {
   if (!dynamic_.empty()) update_dynamic_structure(ctx);
   float loss = 0;
   for (size_t i = 0; i < layers_.size(); ++i) {
+    const auto begin = profiling_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
     loss += layers_[i]->forward(bottoms_[i], tops_[i], ctx);
     if (masked_by_[i] >= 0) apply_output_mask(i, false);
+    if (profiling_) {
+      times_[i].forward_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
+      ++times_[i].forwards;
+    }
     // A batch-shared DSG selection changed this layer's computed channels: with the double mask
     // they are zero after the BatchNorm / Scale too, so the next layers skip them.
     if (shared_selection_[i] && layers_[i]->dynamic_output_mask()) propagate_structure(*this);
@@ -282,8 +288,14 @@ void Net::backward(const Context& ctx) {
       float* d = tops_[i][t]->mutable_diff();
       for (int64_t k = 0; k < tops_[i][t]->count(); ++k) d[k] = w;
     }
-    if (masked_by_[i] >= 0 && layer_needs_backward_[i]) apply_output_mask(i, true);
-    if (layer_needs_backward_[i]) layer.backward(tops_[i], propagate_down_[i], bottoms_[i], ctx);
+    if (!layer_needs_backward_[i]) continue;
+    const auto begin = profiling_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
+    if (masked_by_[i] >= 0) apply_output_mask(i, true);
+    layer.backward(tops_[i], propagate_down_[i], bottoms_[i], ctx);
+    if (profiling_) {
+      times_[i].backward_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
+      ++times_[i].backwards;
+    }
   }
 }
 

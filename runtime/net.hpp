@@ -47,6 +47,14 @@ class Net {
   const std::string& name() const { return name_; }
   Phase phase() const { return phase_; }
   const std::vector<std::unique_ptr<Layer>>& layers() const { return layers_; }
+  // Per-layer wall-clock accounting of forward and backward (off by default; dsgtrain --profile).
+  struct LayerTime {
+    double forward_s = 0, backward_s = 0;
+    int64_t forwards = 0, backwards = 0;
+  };
+  void set_profiling(bool on) { profiling_ = on; times_.assign(layers_.size(), LayerTime{}); }
+  const std::vector<LayerTime>& layer_times() const { return times_; }
+
   // The tops of layer i (for cost accounting and tests).
   const TensorVec& tops(size_t i) const { return tops_[i]; }
   // The layer whose DSG output mask is re-applied to layer i's top (double-mask selection), or -1.
@@ -89,6 +97,8 @@ class Net {
   // shared_selection_[i]: layer i selects its outputs once per batch (DSG BATCH_SHARED) and its
   // chain ends in a double mask, so consumers can skip the dropped channels.
   std::vector<bool> shared_selection_;
+  bool profiling_ = false;
+  std::vector<LayerTime> times_;
 
   std::vector<DynamicDrop> dynamic_;
   std::string name_;

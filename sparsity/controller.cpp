@@ -72,12 +72,15 @@ SparsityController::SparsityController(Net& net, const SolverParameter& solver, 
   }
   gradual_start_.assign(policies_.size(), 0.0f);
 
+  for (const auto& layer : net.layers())
+    if (layer->param().has_structured_backward_param()) sparse_backward_.push_back(layer.get());
   const auto& spec = solver.schedule();
   if (empty()) {
     if (spec.phase_size() > 0)
       throw Error("the solver has a sparsity schedule but no layer has a sparsity_param or quant_param");
     return;
   }
+  if (spec.phase_size() == 0 && policies_.empty() && quantizers_.empty()) return;  // sparse backward always on
   if (spec.phase_size() == 0) {
     if (!policies_.empty())
       throw Error("layer '" + policies_[0]->layer_name() + "' has a sparsity_param but the solver has no schedule",
@@ -110,7 +113,10 @@ SparsityController::SparsityController(Net& net, const SolverParameter& solver, 
       bool found = false;
       for (const auto& pol : policies_) found = found || pol->layer_name() == l;
       for (const auto& q : quantizers_) found = found || q->layer_name() == l;
-      if (!found) throw Error("schedule phase " + name + " names layer '" + l + "', which has no sparsity policy or quantizer");
+      for (const Layer* sb : sparse_backward_) found = found || sb->name() == l;
+      if (!found)
+        throw Error("schedule phase " + name + " names layer '" + l +
+                    "', which has no sparsity policy, quantizer or structured backward");
     }
     bool quantized_before = false;
     for (const auto& ph : phases_) quantized_before = quantized_before || ph.spec.mode() == SchedulePhase::QUANTIZE;
@@ -236,6 +242,9 @@ std::vector<float> SparsityController::gradual_targets(const Phase& phase, int i
 
 void SparsityController::begin_iteration(int iter) {
   int p = phase_at(iter);
+  if (!phases_.empty())
+    for (Layer* layer : sparse_backward_)
+      layer->set_sparse_backward(p >= 0 && phases_[size_t(p)].spec.sparse_backward() && drives(phases_[size_t(p)], layer->name()));
   if (p < 0) return;
   const Phase& phase = phases_[size_t(p)];
   const auto mode = phase.spec.mode();
@@ -301,10 +310,13 @@ std::vector<std::string> SparsityController::describe() const {
     const auto& ph = phases_[i];
     std::string layers;
     for (const auto& l : ph.spec.layer()) layers += (layers.empty() ? "" : ",") + l;
-    lines.push_back(strfmt("    phase %zu %s: %s, iterations [%d, %d), lr x%g, sparsity scale %g%s%s", i,
+    lines.push_back(strfmt("    phase %zu %s: %s, iterations [%d, %d), lr x%g, sparsity scale %g%s%s%s", i,
                            ph.spec.has_name() ? ph.spec.name().c_str() : "", SchedulePhase::Mode_Name(ph.spec.mode()).c_str(),
                            ph.start, ph.end, ph.spec.lr_mult(), ph.spec.sparsity_scale(),
-                           layers.empty() ? ", all policies" : ", layers ", layers.c_str()));
+                           layers.empty() ? ", all policies" : ", layers ", layers.c_str(),
+                           sparse_backward_.empty() ? ""
+                           : ph.spec.sparse_backward() ? ", structured sparse backward"
+                                                       : ", dense backward"));
   }
   for (const auto& pol : policies_) {
     const auto& sp = pol->param();

@@ -27,7 +27,7 @@ class SparsityController {
   // fires before max_iter.
   SparsityController(Net& net, const SolverParameter& solver, int64_t samples_per_iter, int64_t train_set_size);
 
-  bool empty() const { return policies_.empty() && quantizers_.empty(); }
+  bool empty() const { return policies_.empty() && quantizers_.empty() && sparse_backward_.empty(); }
   // Another net sharing the weights (the TEST net) whose layers also get the structured sparsity.
   void add_mirror(Net& net) { mirrors_.push_back(&net); }
   void begin_iteration(int iter);
@@ -64,6 +64,7 @@ class SparsityController {
   std::vector<Net*> mirrors_;
   std::vector<std::unique_ptr<SparsityPolicy>> policies_;
   std::vector<std::unique_ptr<Quantizer>> quantizers_;
+  std::vector<Layer*> sparse_backward_;  // layers with structured_backward_param (the mixed schedule)
   std::vector<Phase> phases_;
   std::vector<float> gradual_start_;  // per policy: sparsity when the current GRADUAL phase began
 };
