@@ -10,7 +10,8 @@
 // the tile rows fall into dp residue classes that read the same input columns. The kernels:
 //   GROUPED   per class: gather its input columns of X and the matching block of W, one GEMM
 //             [M, rows of the class] x [columns of the class] (dp GEMMs of about N/dp x K/dp);
-//   PER_TILE  one GEMM per kept tile on strided views of X, W and Y (no gathers).
+//   PER_TILE  one GEMM per kept tile on strided views of X, W and Y (no gathers; measured faster on
+//             LeNet-300-100 with 32 x 32 tiles, so it is the default).
 // Backward mirrors both: dW gets only the kept tiles (scaled), dX the kept-tile products.
 #pragma once
 #include <cstdint>

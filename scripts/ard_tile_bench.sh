@@ -18,8 +18,8 @@ rate() { sed -n 's/.*training (\([0-9.]*\) images\/s.*/\1/p' "$1" | tail -1; }
 acc() { grep -o '"accuracy": [0-9.]*' "$1/metrics.jsonl" | tail -1 | awk '{print $2}'; }
 printf "%5s %12s %12s %14s %9s %9s %9s %9s %9s\n" p "grouped/s" "per-tile/s" "dropconnect/s" "grouped" "per-tile" "acc grp" "acc tile" "acc dc"
 for p in 0.3 0.5 0.7; do
-  sed "s/dropout_ratio: 0.5/dropout_ratio: $p/g" "$here/configs/lenet300_100_ard_tile.prototxt" >"$out/grouped_$p.prototxt"
-  sed "s/pattern: TILE/pattern: TILE tile_kernel: PER_TILE/" "$out/grouped_$p.prototxt" >"$out/pertile_$p.prototxt"
+  sed "s/dropout_ratio: 0.5/dropout_ratio: $p/g" "$here/configs/lenet300_100_ard_tile.prototxt" >"$out/pertile_$p.prototxt"
+  sed "s/pattern: TILE/pattern: TILE tile_kernel: GROUPED/" "$out/pertile_$p.prototxt" >"$out/grouped_$p.prototxt"
   sed "s/dropout_ratio: 0.5/dropout_ratio: $p/g" "$here/configs/lenet300_100_dropconnect.prototxt" >"$out/dropconnect_$p.prototxt"
   for kind in grouped pertile dropconnect; do
     "$build/dsgtrain" "$out/${kind}_$p.prototxt" --epochs "$epochs" --threads "$threads" --seed 1 \
