@@ -1,6 +1,7 @@
 // dsgeval's evaluation, layer statistics and sensitivity analysis (see dsgeval_lib.hpp). The
 // renderings (Markdown, JSON, CSV, SVG) are in dsgeval_report.cpp.
 #include "apps/dsgeval_lib.hpp"
+#include "runtime/net_cost.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -154,13 +155,16 @@ EvalResult Evaluator::run(int64_t batches) {
   for (auto* d : data_) d->seek(0);
   Context ctx;
   ctx.phase = TEST;
-  double loss_sum = 0;
+  double loss_sum = 0, macs_run = 0, macs_dense = 0;
   int64_t hits1 = 0, hitsk = 0;
   for (int64_t b = 0; b < r.batches; ++b) {
     ctx.iteration = b;
     auto start = std::chrono::steady_clock::now();
     loss_sum += net_->forward(ctx);
     r.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const NetCost cost = measure_net_cost(*net_);
+    macs_run += cost.inference_ops();
+    macs_dense += cost.dense_forward_macs;
     const Tensor& x = net_->blob(scores_);
     const Tensor& labels = net_->blob(labels_);
     const int a = x.canonical_axis(axis_);
@@ -204,6 +208,10 @@ EvalResult Evaluator::run(int64_t batches) {
   }
   r.loss = loss_sum / double(r.batches);
   r.images_per_sec = r.seconds > 0 ? double(r.batches * r.batch_size) / r.seconds : 0;
+  if (r.batches > 0 && r.batch_size > 0) {
+    r.macs_per_sample = macs_run / double(r.batches * r.batch_size);
+    r.dense_macs_per_sample = macs_dense / double(r.batches * r.batch_size);
+  }
   return r;
 }
 

@@ -54,6 +54,9 @@ struct EvalResult {
   double loss = 0;            // mean over batches of the net's weighted loss
   double seconds = 0;         // wall time of the forward passes
   double images_per_sec = 0;
+  // Multiply-accumulates of the Convolution / InnerProduct layers per sample, as run (dynamic
+  // selection such as DSG's, its search included) and dense (runtime/net_cost.hpp).
+  double macs_per_sample = 0, dense_macs_per_sample = 0;
   std::vector<int64_t> class_samples, class_correct;  // per true class
   std::vector<std::vector<int64_t>> confusion;        // [true][predicted (arg max)]
 };

@@ -121,7 +121,11 @@ std::string markdown_report(const std::string& model_path, const EvalResult& r, 
   s += strfmt("| top-1 accuracy | %.6f |\n", r.top1);
   s += strfmt("| top-5 accuracy%s | %.6f |\n", r.top_k < 5 ? strfmt(" (k = %d classes)", r.top_k).c_str() : "", r.topk);
   s += r.has_loss ? strfmt("| mean loss | %.6f |\n", r.loss) : std::string("| mean loss | - (no loss output) |\n");
-  s += strfmt("| images/s | %.1f |\n\n", r.images_per_sec);
+  s += strfmt("| images/s | %.1f |\n", r.images_per_sec);
+  if (r.dense_macs_per_sample > 0 && r.macs_per_sample != r.dense_macs_per_sample)
+    s += strfmt("| MACs per sample as run (dynamic selection, search included) | %.4g of %.4g dense (%.2fx fewer) |\n",
+                r.macs_per_sample, r.dense_macs_per_sample, r.dense_macs_per_sample / std::max(1.0, r.macs_per_sample));
+  s += "\n";
   if (extra.compressed) {
     const EvalResult& c = *extra.compressed;
     s += "## Compressed model: decoded vs compressed-form kernel\n\n| run | top-1 | top-5 | mean loss | forward seconds | images/s |\n|---|---|---|---|---|---|\n";
