@@ -28,7 +28,7 @@ class ApproxDropoutLayer : public UnitDropLayer {
       throw Error(where() + "pattern TILE and BERNOULLI drop synapses: give approx_dropout_param to the InnerProduct "
                             "layer itself (the ApproxDropout layer drops units with ROW patterns)");
     try {
-      distribution_ = &row_pattern_distribution(ratio_, units_, ap.max_period());
+      distribution_ = &row_pattern_distribution(ratio_, units_, ap.max_period(), ap.pair_weight());
     } catch (const Error& e) {
       throw Error(where() + e.what(), e.hint());
     }

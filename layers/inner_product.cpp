@@ -201,7 +201,7 @@ class InnerProductLayer : public Layer {
     grouped_ = ap.tile_kernel() == ApproxDropoutParameter::GROUPED;
     try {
       tiles_ = std::make_unique<TilePattern>(n_, k_, ap.tile_rows(), ap.tile_cols());
-      tile_distribution_ = &row_pattern_distribution(drop_ratio_, tiles_->tiles(), ap.max_period());
+      tile_distribution_ = &row_pattern_distribution(drop_ratio_, tiles_->tiles(), ap.max_period(), ap.pair_weight());
     } catch (const Error& e) {
       throw Error(where() + e.what(), e.hint());
     }

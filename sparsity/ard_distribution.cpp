@@ -102,6 +102,41 @@ class CountObjective {
   std::vector<Atom> atoms_;
 };
 
+// C(pi) = sum_d w_d (P_co(d) - p^2)^2 / sum_d w_d over unit distances d = 1..N-1 with w_d = N - d
+// pairs, where P_co(d) = sum_dp pi(dp) a(dp, d): both units dropped, a = 1 - 1/dp when dp divides d
+// (same residue) and 1 - 2/dp otherwise (period 1 drops nothing). Linear in pi inside the square,
+// so the gradient is 2 sum_d w_d (P_co(d) - p^2) a(dp, d) / sum_d w_d.
+class PairObjective {
+ public:
+  PairObjective(double p, int units, int max_period) : p2_(p * p), d_(max_period) {
+    for (int dist = 1; dist < units; ++dist) {
+      weight_.push_back(double(units - dist));
+      total_ += double(units - dist);
+    }
+  }
+  double value(const std::vector<double>& pi, std::vector<double>* grad = nullptr) const {
+    if (grad) grad->assign(static_cast<size_t>(d_), 0.0);
+    if (total_ == 0) return 0;
+    double c = 0;
+    for (size_t i = 0; i < weight_.size(); ++i) {
+      const int dist = int(i) + 1;
+      double co = 0;
+      for (int dp = 2; dp <= d_; ++dp) co += pi[size_t(dp - 1)] * both(dp, dist);
+      const double diff = co - p2_;
+      c += weight_[i] * diff * diff;
+      if (grad)
+        for (int dp = 2; dp <= d_; ++dp) (*grad)[size_t(dp - 1)] += 2 * weight_[i] * diff * both(dp, dist) / total_;
+    }
+    return c / total_;
+  }
+
+ private:
+  static double both(int dp, int dist) { return dist % dp == 0 ? 1.0 - 1.0 / dp : 1.0 - 2.0 / dp; }
+  double p2_, total_ = 0;
+  int d_;
+  std::vector<double> weight_;
+};
+
 double rate_of(const std::vector<double>& pi) {
   double m = 0;
   for (size_t d = 0; d < pi.size(); ++d) m += pi[d] * period_rate(static_cast<int>(d) + 1);
@@ -161,8 +196,9 @@ int RowPatternDistribution::sample_period(double u) const {
   return periods.back();
 }
 
-RowPatternDistribution search_row_pattern_distribution(double p, int units, int max_period) {
+RowPatternDistribution search_row_pattern_distribution(double p, int units, int max_period, double pair_weight) {
   validate(p, units, max_period);
+  if (!(pair_weight >= 0)) throw Error(strfmt("row_pattern_distribution: pair_weight must be >= 0, got %g", pair_weight));
   const int d = max_period;
   const size_t ds = static_cast<size_t>(d);
 
@@ -181,8 +217,13 @@ RowPatternDistribution search_row_pattern_distribution(double p, int units, int 
   }
 
   const CountObjective objective(p, units, d);
+  const PairObjective pairs(p, units, d);
+  // The searched objective: W1 / N + pair_weight C (C only when pair_weight > 0).
+  auto total = [&](const std::vector<double>& pi) {
+    return objective.w1(pi) / units + (pair_weight > 0 ? pair_weight * pairs.value(pi) : 0.0);
+  };
   std::vector<double> best = bracket;
-  double best_w1 = objective.w1(best);
+  double best_w1 = total(best);
 
   // Adam on theta, pi = softmax(theta), minimising W1 / N + lambda (rate - p)^2.
   std::vector<double> theta(ds), mom(ds, 0.0), vel(ds, 0.0), pi(ds), grad;
@@ -194,14 +235,24 @@ RowPatternDistribution search_row_pattern_distribution(double p, int units, int 
     for (double& x : pi) x /= z;
 
     const std::vector<double> candidate = make_feasible(pi, p, lo, hi);
-    const double w = objective.w1(candidate);
+    const double w = total(candidate);
     if (w < best_w1 - 1e-12) best_w1 = w, best = candidate;
+    if (pair_weight > 0) {
+      // Correcting the rate with the bracketing period pulls a mixture back towards it (all the way
+      // when p is a pattern rate); correcting with the extreme periods keeps the mixture's shape.
+      const std::vector<double> spread = make_feasible(pi, p, 1, d);
+      const double ws = total(spread);
+      if (std::abs(rate_of(spread) - p) < 1e-9 && ws < best_w1 - 1e-12) best_w1 = ws, best = spread;
+    }
 
     objective.w1(pi, &grad);
+    std::vector<double> pair_grad;
+    if (pair_weight > 0) pairs.value(pi, &pair_grad);
     const double penalty = 2 * kLambda * (rate_of(pi) - p);
     double mean_grad = 0;
     for (size_t i = 0; i < ds; ++i) {
-      grad[i] = grad[i] / units + penalty * period_rate(static_cast<int>(i) + 1);
+      grad[i] = grad[i] / units + penalty * period_rate(static_cast<int>(i) + 1) +
+                (pair_weight > 0 ? pair_weight * pair_grad[i] : 0.0);
       mean_grad += pi[i] * grad[i];
     }
     const double c1 = 1 - std::pow(0.9, step), c2 = 1 - std::pow(0.999, step);
@@ -216,19 +267,22 @@ RowPatternDistribution search_row_pattern_distribution(double p, int units, int 
   RowPatternDistribution out;
   out.p = p;
   out.units = units;
-  out.wasserstein = best_w1;
+  out.wasserstein = objective.w1(best);
+  out.pair_term = pairs.value(best);
   for (size_t i = 0; i < ds; ++i)
     if (best[i] > 0) out.periods.push_back(static_cast<int>(i) + 1), out.probs.push_back(best[i]);
   return out;
 }
 
-const RowPatternDistribution& row_pattern_distribution(double p, int units, int max_period) {
+const RowPatternDistribution& row_pattern_distribution(double p, int units, int max_period, double pair_weight) {
   static std::mutex mutex;
-  static std::map<std::tuple<double, int, int>, std::unique_ptr<RowPatternDistribution>> cache;
+  static std::map<std::tuple<double, int, int, double>, std::unique_ptr<RowPatternDistribution>> cache;
   validate(p, units, max_period);  // before the lookup: a NaN key would break the map's ordering
+  if (!(pair_weight >= 0)) throw Error(strfmt("row_pattern_distribution: pair_weight must be >= 0, got %g", pair_weight));
   std::lock_guard<std::mutex> lock(mutex);
-  auto& slot = cache[std::make_tuple(p, units, max_period)];
-  if (!slot) slot = std::make_unique<RowPatternDistribution>(search_row_pattern_distribution(p, units, max_period));
+  auto& slot = cache[std::make_tuple(p, units, max_period, pair_weight)];
+  if (!slot)
+    slot = std::make_unique<RowPatternDistribution>(search_row_pattern_distribution(p, units, max_period, pair_weight));
   return *slot;
 }
 

@@ -32,6 +32,7 @@ struct RowPatternDistribution {
   std::vector<int> periods;   // candidate periods with non-zero probability, ascending
   std::vector<double> probs;  // their probabilities (sum 1)
   double wasserstein = 0;     // W1 between the dropped-count distributions (see above), in units
+  double pair_term = 0;       // C(pi) of the result (see row_pattern_distribution)
   // Per-unit drop probability implied by the distribution (== p up to 1e-9).
   double drop_rate() const;
   // The period for a uniform random number u in [0, 1) (inverse CDF; u beyond the last cumulative
@@ -43,10 +44,15 @@ struct RowPatternDistribution {
 // 1..max_period. Cached per (p, units, max_period) for the life of the process (thread-safe); the
 // reference stays valid. Throws dsg::Error when p is outside [0, 1 - 1/max_period] (naming the
 // largest reachable rate) or units / max_period < 1.
-const RowPatternDistribution& row_pattern_distribution(double p, int units, int max_period = 16);
+// pair_weight > 0 adds pair_weight * C(pi) to the objective, C = the mean over unit distances d
+// (weighted by the number of unit pairs at that distance) of (P(both dropped | d) - p^2)^2, so that
+// the search prefers mixtures whose periods do not always drop the same groups together.
+const RowPatternDistribution& row_pattern_distribution(double p, int units, int max_period = 16,
+                                                       double pair_weight = 0);
 
 // The same search without the cache (a fresh result every call; same inputs, same output).
-RowPatternDistribution search_row_pattern_distribution(double p, int units, int max_period = 16);
+RowPatternDistribution search_row_pattern_distribution(double p, int units, int max_period = 16,
+                                                       double pair_weight = 0);
 
 // The kept units of the pattern (period, offset): ascending indices i in [0, units) with
 // (i + offset) % period == 0. Requires period >= 1, 0 <= offset < period, units >= 0.

@@ -207,3 +207,15 @@ TEST_CASE("ARD search is fast", "[ard]") {
     CHECK(ms < 50);
   }
 }
+
+TEST_CASE("pair_weight trades count matching for decorrelated periods, rate stays exact", "[ard]") {
+  for (double p : {0.3, 0.5, 0.7}) {
+    const RowPatternDistribution base = search_row_pattern_distribution(p, 300, 16, 0.0);
+    const RowPatternDistribution mixed = search_row_pattern_distribution(p, 300, 16, 5.0);
+    INFO("p " << p << ": pair term " << base.pair_term << " -> " << mixed.pair_term << ", W1 " << base.wasserstein
+              << " -> " << mixed.wasserstein << ", periods " << base.periods.size() << " -> " << mixed.periods.size());
+    CHECK(mixed.drop_rate() == Approx(p).margin(1e-9));
+    CHECK(mixed.pair_term < base.pair_term);
+    CHECK(mixed.periods.size() > base.periods.size());
+  }
+}
