@@ -303,10 +303,13 @@ std::vector<LayerStats> Evaluator::layer_stats() const {
     LayerStats st;
     st.name = l->name();
     st.type = l->type();
-    const Tensor& w = *l->blobs()[0];
-    st.shape = w.shape_string();
-    st.weights = w.count();
-    st.nonzero_weights = count_nonzero(w);
+    // The weight blobs a sparsity policy prunes (blob 0; an LSTM's W_xc and W_hc).
+    for (int i : l->weight_blobs()) {
+      const Tensor& w = *l->blobs()[size_t(i)];
+      st.shape += (st.shape.empty() ? "" : "+") + w.shape_string();
+      st.weights += w.count();
+      st.nonzero_weights += count_nonzero(w);
+    }
     for (const auto& b : l->blobs()) {
       st.params += b->count();
       st.nonzero_params += count_nonzero(*b);

@@ -62,10 +62,10 @@ struct EvalResult {
 };
 
 struct LayerStats {
-  std::string name, type, shape;   // shape of the weight blob
+  std::string name, type, shape;   // shape of the weight blob(s), "+"-joined (LSTM: W_xc+W_hc)
   int64_t params = 0;              // all blobs
   int64_t nonzero_params = 0;
-  int64_t weights = 0;             // blob 0
+  int64_t weights = 0;             // the weight blobs (Layer::weight_blobs())
   int64_t nonzero_weights = 0;
   int64_t dense_bytes = 0;         // params * 4
   int64_t sparse_bytes = 0;        // nonzero_params * kSparseBytesPerNonZero

@@ -164,7 +164,7 @@ std::string markdown_report(const std::string& model_path, const EvalResult& r, 
   s += layer_row(totals(layers));
   s += std::string("\n") + kSparseBytesFormula +
        ". MACs are per sample: Convolution = weights x output positions, InnerProduct = weights; sparse MACs "
-       "count only non-zero weights. Sparsity is over the weights (blob 0).\n";
+       "count only non-zero weights. Sparsity is over the weights (blob 0; W_xc + W_hc for an LSTM).\n";
   if (extra.compressed) {
     s += "\n## Execution in the compressed run\n\n| layer | kernel |\n|---|---|\n";
     for (const auto& l : layers) s += "| " + l.name + " | " + l.compressed_mode + " |\n";

@@ -29,6 +29,15 @@
 // on it: dh'_{t-1} = dG'_t W_hc[idx], dx_t = dG'_t W_xc[idx], dW_xc[idx] += dG'_t^T x_t,
 // dW_hc[idx] += dG'_t^T h'_{t-1}, db[idx] += column sums. The dropped columns count as zero; the
 // elementwise cell-gradient carry dc stays exact.
+//
+// Fixed-point simulation (fixed_point_param, ESE): forward computes with rounded copies of W_xc,
+// b_c and W_hc (each on its own symmetric weight_bits grid) and rounds every h_t to the
+// Q1.(activation_bits-1) grid before it reaches the top and the next step. Backward is the
+// straight-through estimator: the same rounded weights carry the data gradients, the weight
+// gradients go to the float blobs, and the rounding of h counts as the identity.
+//
+// Sparsity policies prune W_xc and W_hc together (weight_blobs() = {0, 2}): row r of both is the
+// row r of the [4H, D + H] matrix [W_xc | W_hc].
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -36,6 +45,7 @@
 #include <cstring>
 #include <vector>
 
+#include "layers/fixed_point.hpp"
 #include "runtime/error.hpp"
 #include "runtime/filler.hpp"
 #include "runtime/layer.hpp"
@@ -75,7 +85,7 @@ inline float tanh_approx(float x) { return 2.0f / (1.0f + exp_approx(-2.0f * x))
 // t = 0). Writes c_t, tanh(c_t) and h_t, and h_next = keep_next h_t when h_next is not null.
 void cell_forward_row(int64_t H, float* __restrict a, const float* __restrict c_prev, float keep,
                       float* __restrict c, float* __restrict tanh_c, float* __restrict h,
-                      float* __restrict h_next, float keep_next) {
+                      float* __restrict h_next, float keep_next, float act_step) {
   for (int64_t j = 0; j < 3 * H; ++j) a[j] = sigmoid_approx(a[j]);
   for (int64_t j = 3 * H; j < 4 * H; ++j) a[j] = tanh_approx(a[j]);
   const float* ai = a;
@@ -91,6 +101,8 @@ void cell_forward_row(int64_t H, float* __restrict a, const float* __restrict c_
     tanh_c[j] = tanh_approx(c[j]);
     h[j] = ao[j] * tanh_c[j];
   }
+  if (act_step > 0.0f)
+    for (int64_t j = 0; j < H; ++j) h[j] = round_activation(h[j], act_step);
   if (h_next)
     for (int64_t j = 0; j < H; ++j) h_next[j] = keep_next * h[j];
 }
@@ -129,6 +141,8 @@ class LSTMLayer : public Layer {
   int max_num_bottoms() const override { return 3; }  // 3 only to reject a static input clearly
   int exact_num_tops() const override { return 1; }
   bool allow_backward_to(int bottom_index) const override { return bottom_index == 0; }
+  std::vector<int> weight_blobs() const override { return {0, 2}; }
+  bool supports_fixed_point() const override { return true; }
 
   void set_sparse_backward(bool on) override { sparse_backward_ = on && param_.has_structured_backward_param(); }
 
@@ -157,6 +171,7 @@ class LSTMLayer : public Layer {
     d_ = x.shape(2);
     if (d_ <= 0) throw Error(where() + "bottom 0 (x) has no input features, shape " + x.shape_string());
 
+    if (param_.has_fixed_point_param()) validate_fixed_point(param_.fixed_point_param(), where());
     if (param_.has_structured_backward_param()) {
       const StructuredBackwardParameter& sp = param_.structured_backward_param();
       if (!(sp.keep_fraction() > 0 && sp.keep_fraction() <= 1) || sp.threshold() < 0)
@@ -209,9 +224,10 @@ class LSTMLayer : public Layer {
     if (rows == 0) return;
     const float* x = bottom[0]->data();
     const float* cont = bottom[1]->data();
-    const float* w_xc = blobs_[0]->data();
-    const float* b_c = blobs_[1]->data();
-    const float* w_hc = blobs_[2]->data();
+    round_weights();
+    const float* w_xc = weight(0);
+    const float* b_c = weight(1);
+    const float* w_hc = weight(2);
     float* h = top[0]->mutable_data();
 
     // Input projection of every step at once: gates_ [T N, 4H] = X W_xc^T + b_c.
@@ -238,7 +254,7 @@ class LSTMLayer : public Layer {
     if (sparse_backward_) return backward_sparse(top, need_x, bottom);
     const float* cont = bottom[1]->data();
     const float* dy = top[0]->diff();
-    const float* w_hc = blobs_[2]->data();
+    const float* w_hc = weight(2);
 
     // BPTT: dG_t per step, carrying dh'_{t-1} (a GEMM) and dc_t f_t (elementwise) to step t - 1.
     std::fill(dh_carry_.begin(), dh_carry_.end(), 0.0f);
@@ -252,7 +268,7 @@ class LSTMLayer : public Layer {
     // The input side of every step at once.
     const float* dg = dgates_.data();
     if (need_x)  // dX [T N, D] = dG W_xc
-      gemm(false, false, rows, d_, g4, 1.0f, dg, blobs_[0]->data(), 0.0f, bottom[0]->mutable_diff());
+      gemm(false, false, rows, d_, g4, 1.0f, dg, weight(0), 0.0f, bottom[0]->mutable_diff());
     if (need_wx)  // dW_xc [4H, D] += dG^T X
       gemm(true, false, g4, d_, rows, 1.0f, dg, bottom[0]->data(), 1.0f, blobs_[0]->mutable_diff());
     if (need_b)  // db_c [4H] += column sums of dG
@@ -263,6 +279,28 @@ class LSTMLayer : public Layer {
   }
 
  private:
+  // Parameter blob i as forward uses it: the rounded copy under fixed_point_param (weight_bits > 0),
+  // the blob otherwise.
+  const float* weight(int i) const {
+    return rounded_[size_t(i)].empty() ? blobs_[size_t(i)]->data() : rounded_[size_t(i)].data();
+  }
+
+  // Refreshes the rounded copies of the parameters from the float blobs (every forward).
+  void round_weights() {
+    const bool on = param_.has_fixed_point_param();
+    const int bits = on ? int(param_.fixed_point_param().weight_bits()) : 0;
+    act_step_ = on ? activation_step(int(param_.fixed_point_param().activation_bits())) : 0.0f;
+    for (size_t i = 0; i < 3; ++i) {
+      if (bits == 0) {
+        rounded_[i].clear();
+        continue;
+      }
+      const Tensor& b = *blobs_[i];
+      rounded_[i].resize(size_t(b.count()));
+      round_to_step(b.data(), b.count(), weight_grid_step(b.data(), b.count(), bits), rounded_[i].data());
+    }
+  }
+
   // The kept gate-gradient columns of step t (row block t of dgates_), ascending, into idx.
   void select_columns(int t, std::vector<int>& idx) {
     const int g4 = 4 * h_;
@@ -297,8 +335,8 @@ class LSTMLayer : public Layer {
     const float* cont = bottom[1]->data();
     const float* dy = top[0]->diff();
     const float* x = bottom[0]->data();
-    const float* w_xc = blobs_[0]->data();
-    const float* w_hc = blobs_[2]->data();
+    const float* w_xc = weight(0);
+    const float* w_hc = weight(2);
     float* dx = need_x ? bottom[0]->mutable_diff() : nullptr;
     std::fill(dh_carry_.begin(), dh_carry_.end(), 0.0f);
     std::fill(dc_carry_.begin(), dc_carry_.end(), 0.0f);
@@ -368,7 +406,7 @@ class LSTMLayer : public Layer {
         cell_forward_row(hh, gates_.data() + row * 4 * hh, has_prev ? cell_.data() + (row - n_) * hh : nullptr,
                          has_prev ? cont[row] : 0.0f, cell_.data() + row * hh, tanh_cell_.data() + row * hh,
                          top_h + row * hh, has_next ? hprev_.data() + (row + n_) * hh : nullptr,
-                         has_next ? cont[row + n_] : 0.0f);
+                         has_next ? cont[row + n_] : 0.0f, act_step_);
       }
     });
   }
@@ -398,6 +436,9 @@ class LSTMLayer : public Layer {
   }
 
   int h_ = 0, d_ = 0;  // hidden size H, input size D
+  // Fixed point: rounded W_xc, b_c, W_hc (empty = off) and the h grid step (0 = off).
+  std::vector<float> rounded_[3];
+  float act_step_ = 0.0f;
   int t_ = 0, n_ = 0;  // steps T and streams N of the current bottoms
 
   // Kept from forward for backward (rows are t N + n):

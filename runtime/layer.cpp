@@ -27,6 +27,9 @@ void Layer::check_device(const Context& ctx) const {
 
 void Layer::setup(const TensorVec& bottom, const TensorVec& top, std::mt19937_64& rng) {
   check_arity(bottom, top);
+  if (param_.has_fixed_point_param() && !supports_fixed_point())
+    throw Error(where() + "fixed_point_param is not supported by layer type " + type() +
+                " (only LSTM simulates fixed point)");
   loss_weights_.assign(top.size(), 0.0f);
   for (size_t i = 0; i < top.size(); ++i)
     loss_weights_[i] = int(i) < param_.loss_weight_size() ? param_.loss_weight(int(i)) : default_loss_weight(int(i));

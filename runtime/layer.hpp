@@ -70,6 +70,12 @@ class Layer {
   // Learnable parameters (and persistent state such as BatchNorm statistics).
   std::vector<std::shared_ptr<Tensor>>& blobs() { return blobs_; }
   const std::vector<std::shared_ptr<Tensor>>& blobs() const { return blobs_; }
+  // The blobs a sparsity policy prunes, in mask order (the LSTM: W_xc and W_hc, {0, 2}). Every
+  // listed blob has the same shape(0) (its output rows); blob 0 comes first.
+  virtual std::vector<int> weight_blobs() const { return {0}; }
+  // Whether the layer honours fixed_point_param (layers/fixed_point.hpp); setup() refuses the
+  // parameter on layers that do not, rather than ignoring it.
+  virtual bool supports_fixed_point() const { return false; }
   // Whether blob i is learned by the solver (false for state such as BatchNorm statistics).
   virtual bool blob_is_learnable(int blob_index) const { (void)blob_index; return true; }
   // Whether backward should compute the diff of parameter i (false when its lr_mult is 0 or the

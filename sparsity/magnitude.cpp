@@ -1,6 +1,7 @@
 // Policy "magnitude": Deep Compression's magnitude pruning (Han et al. 2015) at the granularities
 // of Mao et al. (2017). The weight blob 0 of a Convolution [M, C/g, kh, kw] or InnerProduct [M, K]
-// layer is split into groups and the groups with the smallest saliency are pruned:
+// layer is split into groups and the groups with the smallest saliency are pruned (FINE ranks the
+// weights of all the layer's weight blobs together, e.g. an LSTM's W_xc and W_hc):
 //   FINE     single weights, saliency |w|;
 //   VECTOR   kernel rows W[m][c][r][:] (kw weights);
 //   KERNEL   kernels W[m][c][:][:] (kh*kw weights);
@@ -114,15 +115,14 @@ class MagnitudePolicy : public SparsityPolicy {
 
  protected:
   void compute_mask(float sparsity, std::vector<uint8_t>& mask) const override {
+    if (param_.granularity() == SparsityParameter::FINE) {  // over all weight blobs (LSTM: W_xc, W_hc)
+      std::vector<float> score = saliency();
+      mask = keep_top(score, groups_to_keep(sparsity, int64_t(score.size())));
+      return;
+    }
     const Tensor& w = *layer_.blobs()[0];
     const float* d = w.data();
     const int64_t n = w.count();
-    if (param_.granularity() == SparsityParameter::FINE) {
-      std::vector<float> score(static_cast<size_t>(n));
-      for (int64_t i = 0; i < n; ++i) score[size_t(i)] = std::fabs(d[i]);
-      mask = keep_top(score, groups_to_keep(sparsity, n));
-      return;
-    }
     const Grouping grouping = make_grouping(w, param_.granularity());
     const bool l1 = param_.group_norm() == SparsityParameter::L1;
     std::vector<double> acc(size_t(grouping.groups), 0.0);

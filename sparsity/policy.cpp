@@ -29,8 +29,13 @@ void SparsityPolicy::validate() const {
     throw Error(where + strfmt("max_sparsity must be in (0, 1), got %g", param_.max_sparsity()));
   if (param_.scope() == SparsityParameter::GLOBAL && param_.granularity() != SparsityParameter::FINE)
     throw Error(where + "GLOBAL scope ranks single weights; use granularity FINE");
-  int axes = layer_.blobs()[0]->num_axes();
   auto g = param_.granularity();
+  const std::vector<int> wb = layer_.weight_blobs();
+  if (wb.size() > 1 && g != SparsityParameter::FINE)
+    throw Error(where + "granularity " + SparsityParameter::Granularity_Name(g) + " is not supported on " +
+                layer_.type() +
+                strfmt(", whose %zu weight blobs are pruned as one mask; use granularity FINE", wb.size()));
+  int axes = layer_.blobs()[0]->num_axes();
   if ((g == SparsityParameter::VECTOR || g == SparsityParameter::KERNEL) && axes != 4)
     throw Error(where + "granularity " + SparsityParameter::Granularity_Name(g) + " needs a 4-d convolution weight, but " +
                 layer_.type() + " weights have shape " + layer_.blobs()[0]->shape_string());
@@ -38,22 +43,22 @@ void SparsityPolicy::validate() const {
 
 float SparsityPolicy::resolve_target(float scale) const {
   if (!param_.has_quality()) return std::min(param_.target_sparsity() * scale, 0.9999f);
-  const Tensor& w = *layer_.blobs()[0];
-  const float* d = w.data();
+  const std::vector<float> d = weight_values();
+  const double n = double(d.size());
   double sum = 0, sumsq = 0;
-  for (int64_t i = 0; i < w.count(); ++i) sum += d[i], sumsq += double(d[i]) * d[i];
-  double mean = sum / w.count();
-  double std = std::sqrt(std::max(0.0, sumsq / w.count() - mean * mean));
+  for (float v : d) sum += v, sumsq += double(v) * v;
+  double mean = sum / n;
+  double std = std::sqrt(std::max(0.0, sumsq / n - mean * mean));
   double threshold = param_.quality() * scale * std;
   int64_t below = 0;
-  for (int64_t i = 0; i < w.count(); ++i) below += std::fabs(d[i]) < threshold;
-  return float(double(below) / w.count());
+  for (float v : d) below += std::fabs(v) < threshold;
+  return float(double(below) / n);
 }
 
 void SparsityPolicy::prune_to(float sparsity) {
   std::vector<uint8_t> mask;
   compute_mask(sparsity, mask);
-  if (mask.size() != size_t(layer_.blobs()[0]->count()))
+  if (mask.size() != size_t(weight_count()))
     throw Error("sparsity policy " + std::string(type()) + " produced a mask of the wrong size for layer '" +
                 layer_.name() + "'");
   mask_ = std::move(mask);
@@ -79,11 +84,33 @@ void SparsityPolicy::derive_kept_outputs() {
   }
 }
 
+std::vector<Tensor*> SparsityPolicy::weight_tensors() const {
+  std::vector<Tensor*> out;
+  for (int b : layer_.weight_blobs()) out.push_back(layer_.blobs()[size_t(b)].get());
+  return out;
+}
+
+int64_t SparsityPolicy::weight_count() const {
+  int64_t n = 0;
+  for (const Tensor* w : weight_tensors()) n += w->count();
+  return n;
+}
+
+std::vector<float> SparsityPolicy::weight_values() const {
+  std::vector<float> out;
+  out.reserve(size_t(weight_count()));
+  for (const Tensor* w : weight_tensors()) out.insert(out.end(), w->data(), w->data() + w->count());
+  return out;
+}
+
 void SparsityPolicy::mask_gradients() {
   if (!active_) return;
-  Tensor& w = *layer_.blobs()[0];
-  float* g = w.mutable_diff();
-  for (int64_t i = 0; i < w.count(); ++i) g[i] *= mask_[size_t(i)];
+  size_t off = 0;
+  for (Tensor* w : weight_tensors()) {
+    float* g = w->mutable_diff();
+    for (int64_t i = 0; i < w->count(); ++i) g[i] *= mask_[off + size_t(i)];
+    off += size_t(w->count());
+  }
   if (!bias_mask_.empty()) {
     float* gb = layer_.blobs()[1]->mutable_diff();
     for (size_t i = 0; i < bias_mask_.size(); ++i) gb[i] *= bias_mask_[i];
@@ -92,9 +119,12 @@ void SparsityPolicy::mask_gradients() {
 
 void SparsityPolicy::mask_weights() {
   if (!active_) return;
-  Tensor& w = *layer_.blobs()[0];
-  float* d = w.mutable_data();
-  for (int64_t i = 0; i < w.count(); ++i) d[i] *= mask_[size_t(i)];
+  size_t off = 0;
+  for (Tensor* w : weight_tensors()) {
+    float* d = w->mutable_data();
+    for (int64_t i = 0; i < w->count(); ++i) d[i] *= mask_[off + size_t(i)];
+    off += size_t(w->count());
+  }
   if (!bias_mask_.empty()) {
     float* b = layer_.blobs()[1]->mutable_data();
     for (size_t i = 0; i < bias_mask_.size(); ++i) b[i] *= bias_mask_[i];
@@ -109,17 +139,18 @@ void SparsityPolicy::release() {
 }
 
 double SparsityPolicy::sparsity() const {
-  const Tensor& w = *layer_.blobs()[0];
-  const float* d = w.data();
-  int64_t zeros = 0;
-  for (int64_t i = 0; i < w.count(); ++i) zeros += d[i] == 0.0f;
-  return w.count() ? double(zeros) / w.count() : 0.0;
+  int64_t zeros = 0, n = 0;
+  for (const Tensor* w : weight_tensors()) {
+    const float* d = w->data();
+    for (int64_t i = 0; i < w->count(); ++i) zeros += d[i] == 0.0f;
+    n += w->count();
+  }
+  return n ? double(zeros) / double(n) : 0.0;
 }
 
 std::vector<float> SparsityPolicy::saliency() const {
-  const Tensor& w = *layer_.blobs()[0];
-  std::vector<float> s(size_t(w.count()));
-  for (int64_t i = 0; i < w.count(); ++i) s[size_t(i)] = std::fabs(w.data()[i]);
+  std::vector<float> s = weight_values();
+  for (float& v : s) v = std::fabs(v);
   return s;
 }
 
@@ -146,11 +177,13 @@ void SparsityPolicy::load(const PolicyState& state) {
   active_ = state.active();
   mask_.clear();
   if (state.mask_size() > 0) {
-    size_t n = size_t(layer_.blobs()[0]->count());
+    size_t n = size_t(weight_count());
     const std::string& bits = state.mask(0);
-    if (bits.size() != (n + 7) / 8)
-      throw Error("layer '" + layer_.name() + "': snapshot mask has the wrong size for weights " +
-                  layer_.blobs()[0]->shape_string());
+    if (bits.size() != (n + 7) / 8) {
+      std::string shapes;
+      for (const Tensor* w : weight_tensors()) shapes += (shapes.empty() ? "" : " + ") + w->shape_string();
+      throw Error("layer '" + layer_.name() + "': snapshot mask has the wrong size for weights " + shapes);
+    }
     mask_.resize(n);
     for (size_t i = 0; i < n; ++i) mask_[i] = (uint8_t(bits[i / 8]) >> (i % 8)) & 1u;
   } else if (active_) {

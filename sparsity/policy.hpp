@@ -1,5 +1,7 @@
 // SparsityPolicy: what a layer's sparsity_param becomes. A policy never edits a layer's internals;
-// it owns masks over the layer's weight blob (and the bias entries of pruned filters) and answers
+// it owns masks over the layer's weight blobs (Layer::weight_blobs(): blob 0, or W_xc and W_hc of
+// an LSTM, concatenated in that order into one mask) and the bias entries of pruned filters
+// (FILTER granularity, single-weight-blob layers only), and answers
 // the four questions of ../shared/DESIGN.md:
 //   1. weights      prune_to() recomputes the mask; mask_gradients()/mask_weights() enforce it
 //                   around every solver update, so pruned weights stay exactly zero;
@@ -14,6 +16,7 @@
 #include <vector>
 
 #include "dsg.pb.h"
+#include "runtime/tensor.hpp"
 #include "runtime/registry.hpp"
 
 namespace dsg {
@@ -48,9 +51,15 @@ class SparsityPolicy {
   bool active() const { return active_; }
   int64_t fired() const { return fired_; }
   float current_target() const { return current_target_; }
-  // Realised fraction of zeros in the weight blob.
+  // Realised fraction of zeros over the weight blobs.
   double sparsity() const;
-  // Per-element keep mask of the weight blob (1 = kept); empty before the first prune.
+  // The weight blobs (Layer::weight_blobs(), in mask order) and their total element count.
+  std::vector<Tensor*> weight_tensors() const;
+  int64_t weight_count() const;
+  // The current weight values, blobs concatenated in mask order.
+  std::vector<float> weight_values() const;
+  // Per-element keep mask of the weight blobs, concatenated in order (1 = kept); empty before the
+  // first prune.
   const std::vector<uint8_t>& mask() const { return mask_; }
   // FILTER granularity: indices of the kept output channels (sorted); empty = all kept.
   const std::vector<int>& kept_outputs() const { return kept_outputs_; }
@@ -59,14 +68,15 @@ class SparsityPolicy {
   // Extra policy-specific facts for the training log (e.g. ESE's partition balance); may be empty.
   virtual std::string detail() const { return ""; }
 
-  // Per-element saliency used to rank weights under GLOBAL scope (|w| by default).
+  // Per-element saliency used to rank weights under GLOBAL scope (|w| by default), in mask order.
   virtual std::vector<float> saliency() const;
 
   void save(PolicyState* state) const;
   void load(const PolicyState& state);
 
  protected:
-  // Fills `mask` (one entry per weight, 1 = keep) so that a fraction `sparsity` is pruned.
+  // Fills `mask` (one entry per weight of the concatenated weight blobs, 1 = keep) so that a
+  // fraction `sparsity` is pruned.
   virtual void compute_mask(float sparsity, std::vector<uint8_t>& mask) const = 0;
 
   SparsityParameter param_;
