@@ -8,6 +8,23 @@
 
 namespace dsg {
 
+namespace {
+
+// dst [rows.size() (or n), cols.size()] = src[row, col] for the listed rows (all n rows when rows is
+// null) and columns of a row-major matrix with leading dimension ld.
+void gather(const float* src, int64_t ld, const std::vector<int>* rows, int n, const std::vector<int>& cols,
+            std::vector<float>& dst) {
+  const int nr = rows ? int(rows->size()) : n, nc = int(cols.size());
+  dst.resize(size_t(nr) * size_t(nc));
+  for (int r = 0; r < nr; ++r) {
+    const float* s = src + int64_t(rows ? (*rows)[size_t(r)] : r) * ld;
+    float* d = dst.data() + size_t(r) * nc;
+    for (int j = 0; j < nc; ++j) d[j] = s[cols[size_t(j)]];
+  }
+}
+
+}  // namespace
+
 TilePattern::TilePattern(int n, int k, int tile_rows, int tile_cols) : n_(n), k_(k), tr_(tile_rows), tc_(tile_cols) {
   if (n < 1 || k < 1 || tile_rows < 1 || tile_cols < 1)
     throw Error(strfmt("tile pattern needs positive sizes, got W %dx%d with tiles %dx%d", n, k, tile_rows, tile_cols));
@@ -71,13 +88,9 @@ void TilePattern::forward(bool grouped, const float* x, int m, const float* w, c
     const auto& cols = class_cols_[size_t(c)];
     if (rows.empty() || cols.empty()) continue;
     const int nr = int(rows.size()), nc = int(cols.size());
-    xc_.resize(size_t(m) * nc);
-    wc_.resize(size_t(nr) * nc);
+    gather(x, k_, nullptr, m, cols, xc_);
+    gather(w, k_, &rows, 0, cols, wc_);
     yc_.resize(size_t(m) * nr);
-    for (int i = 0; i < m; ++i)
-      for (int j = 0; j < nc; ++j) xc_[size_t(i) * nc + j] = x[int64_t(i) * k_ + cols[size_t(j)]];
-    for (int r = 0; r < nr; ++r)
-      for (int j = 0; j < nc; ++j) wc_[size_t(r) * nc + j] = w[int64_t(rows[size_t(r)]) * k_ + cols[size_t(j)]];
     gemm(false, true, m, nr, nc, scale, xc_.data(), wc_.data(), 0.0f, yc_.data());
     for (int i = 0; i < m; ++i)
       for (int r = 0; r < nr; ++r) y[int64_t(i) * n_ + rows[size_t(r)]] += yc_[size_t(i) * nr + r];
@@ -105,13 +118,8 @@ void TilePattern::backward(bool grouped, const float* x, int m, const float* w, 
     const auto& cols = class_cols_[size_t(c)];
     if (rows.empty() || cols.empty()) continue;
     const int nr = int(rows.size()), nc = int(cols.size());
-    xc_.resize(size_t(m) * nc);
-    wc_.resize(size_t(nr) * nc);
-    yc_.resize(size_t(m) * nr);
-    for (int i = 0; i < m; ++i)
-      for (int r = 0; r < nr; ++r) yc_[size_t(i) * nr + r] = dy[int64_t(i) * n_ + rows[size_t(r)]];
-    for (int i = 0; i < m; ++i)
-      for (int j = 0; j < nc; ++j) xc_[size_t(i) * nc + j] = x[int64_t(i) * k_ + cols[size_t(j)]];
+    gather(dy, n_, nullptr, m, rows, yc_);
+    gather(x, k_, nullptr, m, cols, xc_);
     if (dw) {
       dwc_.resize(size_t(nr) * nc);
       gemm(true, false, nr, nc, m, scale, yc_.data(), xc_.data(), 0.0f, dwc_.data());
@@ -122,8 +130,7 @@ void TilePattern::backward(bool grouped, const float* x, int m, const float* w, 
       }
     }
     if (dx) {
-      for (int r = 0; r < nr; ++r)
-        for (int j = 0; j < nc; ++j) wc_[size_t(r) * nc + j] = w[int64_t(rows[size_t(r)]) * k_ + cols[size_t(j)]];
+      gather(w, k_, &rows, 0, cols, wc_);
       dxc_.resize(size_t(m) * nc);
       gemm(false, false, m, nc, nr, scale, yc_.data(), wc_.data(), 0.0f, dxc_.data());
       for (int i = 0; i < m; ++i)

@@ -19,28 +19,6 @@ namespace {
 
 const std::string kConfig = std::string(DSG_SOURCE_DIR) + "/configs/lstm_rows.prototxt";
 
-// Fashion-MNIST-named gzipped IDX files of 28x28 images in 10 classes: class c lights columns
-// [2c, 2c + 4) of every row (so every time step sees it), plus noise.
-void write_striped_idx(const test::TempDir& dir, uint32_t n_train, uint32_t n_test) {
-  auto make = [&](const std::string& prefix, uint32_t n, uint64_t seed) {
-    std::mt19937_64 rng(seed);
-    std::vector<uint8_t> img, labels(n);
-    test::put_be32(img, 0x00000803);
-    test::put_be32(img, n);
-    test::put_be32(img, 28);
-    test::put_be32(img, 28);
-    for (uint32_t i = 0; i < n; ++i) {
-      const int c = int(rng() % 10);
-      labels[i] = uint8_t(c);
-      for (int y = 0; y < 28; ++y)
-        for (int x = 0; x < 28; ++x) img.push_back(uint8_t(rng() % 60 + (x >= 2 * c && x < 2 * c + 4 ? 180 : 0)));
-    }
-    test::write_bytes(dir.file(prefix + "-images-idx3-ubyte.gz"), img, true);
-    test::write_bytes(dir.file(prefix + "-labels-idx1-ubyte.gz"), test::idx_labels(labels), true);
-  };
-  make("train", n_train, 21);
-  make("t10k", n_test, 22);
-}
 
 }  // namespace
 
@@ -61,7 +39,7 @@ TEST_CASE("lstm_rows: the config loads as the rows LSTM classifier", "[configs][
 
 TEST_CASE("lstm_rows: shapes and a few training iterations on synthetic IDX data", "[configs][lstm_rows]") {
   test::TempDir dir;
-  write_striped_idx(dir, 640, 200);
+  test::write_striped_idx(dir, 640, 200);
   LoadedConfig c = load_solver_config(kConfig);
   resolve_data_sources(*c.solver.mutable_net_param(), c.config_dir, dir.path().string());
   c.solver.set_max_iter(40);

@@ -125,5 +125,30 @@ std::string error_text(F&& f) {
   return "";
 }
 
+// Fashion-MNIST-named gzipped IDX files (train-*, t10k-*) of 28x28 images in 10 classes: class c
+// lights columns [2c, 2c + 4) of every row (so every row of a row-sequence model sees it), plus
+// noise. Used by the LSTM rows tests.
+inline void write_striped_idx(const TempDir& dir, uint32_t n_train, uint32_t n_test) {
+  auto make = [&](const std::string& prefix, uint32_t n, uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    std::vector<uint8_t> img, labels(n);
+    put_be32(img, 0x00000803);
+    put_be32(img, n);
+    put_be32(img, 28);
+    put_be32(img, 28);
+    for (uint32_t i = 0; i < n; ++i) {
+      const int c = int(rng() % 10);
+      labels[i] = uint8_t(c);
+      for (int y = 0; y < 28; ++y)
+        for (int x = 0; x < 28; ++x) img.push_back(uint8_t(rng() % 60 + (x >= 2 * c && x < 2 * c + 4 ? 180 : 0)));
+    }
+    write_bytes(dir.file(prefix + "-images-idx3-ubyte.gz"), img, true);
+    write_bytes(dir.file(prefix + "-labels-idx1-ubyte.gz"), idx_labels(labels), true);
+  };
+  make("train", n_train, 21);
+  make("t10k", n_test, 22);
+}
+
 }  // namespace test
+
 }  // namespace dsg

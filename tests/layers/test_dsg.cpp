@@ -12,6 +12,7 @@
 
 #include <google/protobuf/text_format.h>
 
+#include "layers/dsg_select.hpp"
 #include "runtime/net.hpp"
 #include "runtime/net_cost.hpp"
 #include "support/gradient_checker.hpp"
@@ -347,4 +348,37 @@ TEST_CASE("DSG batch-shared: the next layer skips the channels the double mask z
     for (int64_t i = 0; i < y2.count(); ++i)
       if (mask[size_t(i)]) REQUIRE(y2.data()[i] == Approx(std::max(0.0f, out2.data()[i])).margin(1e-4));
   }
+}
+
+TEST_CASE("DSG row kernels (layers/dsg_select.cpp) against naive loops", "[dsg]") {
+  const int rows = 7, d = 13, n = 9, keep = 3;
+  std::vector<float> x(size_t(rows) * d), w(size_t(n) * d), g(size_t(rows) * keep);
+  std::mt19937_64 rng(31);
+  std::uniform_real_distribution<float> u(-1, 1);
+  for (auto& v : x) v = u(rng);
+  for (auto& v : w) v = u(rng);
+  for (auto& v : g) v = u(rng);
+  std::vector<int> sel;
+  for (int r = 0; r < rows; ++r)
+    for (int j = 0; j < keep; ++j) sel.push_back((r + 2 * j) % n);  // distinct per row
+  std::vector<float> out(size_t(rows) * keep), dx(size_t(rows) * d), dw(size_t(n) * d, 0.5f), db(size_t(n), 0.25f);
+  dsg_forward_rows(x.data(), rows, d, w.data(), d, sel.data(), keep, out.data());
+  dsg_backward_rows(x.data(), rows, d, w.data(), n, d, sel.data(), keep, g.data(), dx.data(), d, dw.data(), db.data());
+  std::vector<double> ref_dx(size_t(rows) * d, 0.0), ref_dw(size_t(n) * d, 0.5), ref_db(size_t(n), 0.25);
+  for (int r = 0; r < rows; ++r)
+    for (int j = 0; j < keep; ++j) {
+      const int m = sel[size_t(r * keep + j)];
+      double dot = 0;
+      for (int c = 0; c < d; ++c) dot += double(x[size_t(r * d + c)]) * w[size_t(m * d + c)];
+      REQUIRE(out[size_t(r * keep + j)] == Approx(dot).margin(1e-5));
+      const double gv = g[size_t(r * keep + j)];
+      ref_db[size_t(m)] += gv;
+      for (int c = 0; c < d; ++c) {
+        ref_dx[size_t(r * d + c)] += gv * w[size_t(m * d + c)];
+        ref_dw[size_t(m * d + c)] += gv * x[size_t(r * d + c)];
+      }
+    }
+  for (size_t i = 0; i < dx.size(); ++i) REQUIRE(dx[i] == Approx(ref_dx[i]).margin(1e-5));
+  for (size_t i = 0; i < dw.size(); ++i) REQUIRE(dw[i] == Approx(ref_dw[i]).margin(1e-5));
+  for (size_t i = 0; i < db.size(); ++i) REQUIRE(db[i] == Approx(ref_db[i]).margin(1e-5));
 }

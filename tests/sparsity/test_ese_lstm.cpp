@@ -187,32 +187,6 @@ TEST_CASE("policies on the LSTM: configuration errors", "[sparsity][ese][lstm]")
   CHECK_THAT(error_of(*filter), Catch::Contains("lstm") && Catch::Contains("FINE") && Catch::Contains("weight blobs"));
 }
 
-namespace {
-
-// Fashion-MNIST-named gzipped IDX files of 28x28 images in 10 classes: class c lights columns
-// [2c, 2c + 4) of every row, plus noise (as in tests/apps/test_lstm_rows.cpp).
-void write_striped_idx(const test::TempDir& dir, uint32_t n_train, uint32_t n_test) {
-  auto make_set = [&](const std::string& prefix, uint32_t n, uint64_t seed) {
-    std::mt19937_64 rng(seed);
-    std::vector<uint8_t> img, labels(n);
-    test::put_be32(img, 0x00000803);
-    test::put_be32(img, n);
-    test::put_be32(img, 28);
-    test::put_be32(img, 28);
-    for (uint32_t i = 0; i < n; ++i) {
-      const int c = int(rng() % 10);
-      labels[i] = uint8_t(c);
-      for (int y = 0; y < 28; ++y)
-        for (int x = 0; x < 28; ++x) img.push_back(uint8_t(rng() % 60 + (x >= 2 * c && x < 2 * c + 4 ? 180 : 0)));
-    }
-    test::write_bytes(dir.file(prefix + "-images-idx3-ubyte.gz"), img, true);
-    test::write_bytes(dir.file(prefix + "-labels-idx1-ubyte.gz"), test::idx_labels(labels), true);
-  };
-  make_set("train", n_train, 21);
-  make_set("t10k", n_test, 22);
-}
-
-}  // namespace
 
 TEST_CASE("lstm_rows_ese: ESE pruning and fixed point through the Solver", "[configs][ese][lstm]") {
   const std::string config = std::string(DSG_SOURCE_DIR) + "/configs/lstm_rows_ese.prototxt";
@@ -229,7 +203,7 @@ TEST_CASE("lstm_rows_ese: ESE pruning and fixed point through the Solver", "[con
   CHECK(c.solver.schedule().phase_size() == 3);
 
   test::TempDir dir;
-  write_striped_idx(dir, 640, 200);  // an epoch is 10 iterations: dense 30, prune 30, retrain 30
+  test::write_striped_idx(dir, 640, 200);  // an epoch is 10 iterations: dense 30, prune 30, retrain 30
   resolve_data_sources(*c.solver.mutable_net_param(), c.config_dir, dir.path().string());
   c.solver.set_max_iter(90);
   c.solver.set_test_iter(0, 2);
