@@ -103,4 +103,42 @@ inline void col2im_plane(const PlaneGeometry g, const float* __restrict col, int
   }
 }
 
+// The same windows as rows (DSG's per-sample path): for one input plane, entry (window, tap) of
+// rows[(oh Wo + ow) ld + i kw + j] = x[oh sh + hspan[i].off, ow sw + wspan[j].off] (0 outside),
+// with ld the row length (all channels' taps) and rows pointing at this channel's first tap.
+inline void im2row_plane(const PlaneGeometry g, const float* __restrict x, float* __restrict rows, int64_t ld) {
+  for (int oh = 0; oh < g.ho; ++oh)
+    for (int ow = 0; ow < g.wo; ++ow) {
+      float* dst = rows + (int64_t(oh) * g.wo + ow) * ld;
+      for (int i = 0; i < g.kh; ++i) {
+        const Span rs = g.hspan[i];
+        const bool row_in = oh >= rs.lo && oh < rs.hi;
+        const float* src = row_in ? x + int64_t(oh * g.sh + rs.off) * g.w : nullptr;
+        for (int j = 0; j < g.kw; ++j) {
+          const Span cs = g.wspan[j];
+          dst[i * g.kw + j] = row_in && ow >= cs.lo && ow < cs.hi ? src[ow * g.sw + cs.off] : 0.0f;
+        }
+      }
+    }
+}
+
+// The adjoint of im2row_plane: overwrites dx (one input plane) with the sum of the row entries
+// read from each position.
+inline void row2im_plane(const PlaneGeometry g, const float* __restrict rows, int64_t ld, float* __restrict dx) {
+  zero_row(dx, int64_t(g.h) * g.w);
+  for (int oh = 0; oh < g.ho; ++oh)
+    for (int ow = 0; ow < g.wo; ++ow) {
+      const float* src = rows + (int64_t(oh) * g.wo + ow) * ld;
+      for (int i = 0; i < g.kh; ++i) {
+        const Span rs = g.hspan[i];
+        if (oh < rs.lo || oh >= rs.hi) continue;
+        float* d = dx + int64_t(oh * g.sh + rs.off) * g.w;
+        for (int j = 0; j < g.kw; ++j) {
+          const Span cs = g.wspan[j];
+          if (ow >= cs.lo && ow < cs.hi) d[ow * g.sw + cs.off] += src[i * g.kw + j];
+        }
+      }
+    }
+}
+
 }  // namespace dsg::conv_detail

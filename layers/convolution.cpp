@@ -296,60 +296,30 @@ class ConvolutionLayer : public Layer {
     return rows;
   }
 
-  // rows[(n Ho Wo + oh Wo + ow) (C kh kw) + (c kh + i) kw + j] = x[n0 + n, c, oh sh - ph + i dh,
-  // ow sw - pw + j dw] (0 outside the input): im2col's windows, one row per output position.
+  // The windows of images [n0, n0 + nb) as rows [nb Ho Wo, C kh kw] (im2col transposed).
   void im2row(const float* x, int n0, int nb, float* rows) const {
-    const int64_t d = int64_t(c_) * kh_ * kw_, plane = int64_t(h_) * w_;
-    parallel_for(int64_t(nb) * ho_, std::max<int64_t>(1, kGrainElems / std::max<int64_t>(1, wo_ * d)),
+    const int64_t d = int64_t(c_) * kh_ * kw_, plane = int64_t(h_) * w_, spatial = int64_t(ho_) * wo_;
+    const PlaneGeometry g = geometry();
+    parallel_for(int64_t(nb) * c_, std::max<int64_t>(1, kGrainElems / std::max<int64_t>(1, spatial * kh_ * kw_)),
                  [&](int64_t begin, int64_t end) {
                    for (int64_t t = begin; t < end; ++t) {
-                     const int64_t n = t / ho_, oh = t % ho_;
-                     const float* xn = x + (n0 + n) * c_ * plane;
-                     for (int ow = 0; ow < wo_; ++ow) {
-                       float* dst = rows + ((n * ho_ + oh) * wo_ + ow) * d;
-                       for (int c = 0; c < c_; ++c)
-                         for (int i = 0; i < kh_; ++i) {
-                           const int64_t hh = oh * sh_ - ph_ + int64_t(i) * dh_;
-                           float* o = dst + (int64_t(c) * kh_ + i) * kw_;
-                           if (hh < 0 || hh >= h_) {
-                             for (int j = 0; j < kw_; ++j) o[j] = 0.0f;
-                             continue;
-                           }
-                           const float* src = xn + c * plane + hh * w_;
-                           for (int j = 0; j < kw_; ++j) {
-                             const int64_t ww = int64_t(ow) * sw_ - pw_ + int64_t(j) * dw_;
-                             o[j] = ww >= 0 && ww < w_ ? src[ww] : 0.0f;
-                           }
-                         }
-                     }
+                     const int64_t n = t / c_, c = t % c_;
+                     im2row_plane(g, x + ((n0 + n) * c_ + c) * plane, rows + n * spatial * d + c * kh_ * kw_, d);
                    }
                  });
   }
 
   // The adjoint of im2row: dx[n0 .. n0 + nb) = the sum of the row entries read from each position.
   void row2im(const float* rows, int n0, int nb, float* dx) const {
-    const int64_t d = int64_t(c_) * kh_ * kw_, plane = int64_t(h_) * w_;
-    parallel_for(nb, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t n = begin; n < end; ++n) {
-        float* dxn = dx + (n0 + n) * c_ * plane;
-        std::fill(dxn, dxn + c_ * plane, 0.0f);
-        for (int oh = 0; oh < ho_; ++oh)
-          for (int ow = 0; ow < wo_; ++ow) {
-            const float* src = rows + ((n * ho_ + oh) * wo_ + ow) * d;
-            for (int c = 0; c < c_; ++c)
-              for (int i = 0; i < kh_; ++i) {
-                const int64_t hh = int64_t(oh) * sh_ - ph_ + int64_t(i) * dh_;
-                if (hh < 0 || hh >= h_) continue;
-                float* o = dxn + c * plane + hh * w_;
-                const float* g = src + (int64_t(c) * kh_ + i) * kw_;
-                for (int j = 0; j < kw_; ++j) {
-                  const int64_t ww = int64_t(ow) * sw_ - pw_ + int64_t(j) * dw_;
-                  if (ww >= 0 && ww < w_) o[ww] += g[j];
-                }
-              }
-          }
-      }
-    });
+    const int64_t d = int64_t(c_) * kh_ * kw_, plane = int64_t(h_) * w_, spatial = int64_t(ho_) * wo_;
+    const PlaneGeometry g = geometry();
+    parallel_for(int64_t(nb) * c_, std::max<int64_t>(1, kGrainElems / std::max<int64_t>(1, spatial * kh_ * kw_)),
+                 [&](int64_t begin, int64_t end) {
+                   for (int64_t t = begin; t < end; ++t) {
+                     const int64_t n = t / c_, c = t % c_;
+                     row2im_plane(g, rows + n * spatial * d + c * kh_ * kw_, d, dx + ((n0 + n) * c_ + c) * plane);
+                   }
+                 });
   }
 
   // DSG, PER_SAMPLE: the kept output channels of every window, as dot products over the window.

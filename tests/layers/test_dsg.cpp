@@ -30,22 +30,24 @@ LayerParameter parse_layer(const std::string& text) {
   return p;
 }
 
+LayerParameter with_dsg(LayerParameter p, DsgParameter::Selection sel, float gamma) {
+  p.mutable_dsg_param()->set_gamma(gamma);
+  p.mutable_dsg_param()->set_selection(sel);
+  return p;
+}
+
 LayerParameter ip_param(int n, DsgParameter::Selection sel, float gamma) {
   LayerParameter p = parse_layer("name: 'ip' type: 'InnerProduct' inner_product_param { weight_filler { type: 'gaussian' std: 0.5 } "
                                  "bias_filler { type: 'gaussian' std: 0.5 } }");
   p.mutable_inner_product_param()->set_num_output(uint32_t(n));
-  p.mutable_dsg_param()->set_gamma(gamma);
-  p.mutable_dsg_param()->set_selection(sel);
-  return p;
+  return with_dsg(p, sel, gamma);
 }
 
 LayerParameter conv_param(int n, DsgParameter::Selection sel, float gamma) {
   LayerParameter p = parse_layer("name: 'conv' type: 'Convolution' convolution_param { kernel_size: 3 pad: 1 "
                                  "weight_filler { type: 'gaussian' std: 0.5 } bias_filler { type: 'gaussian' std: 0.5 } }");
   p.mutable_convolution_param()->set_num_output(uint32_t(n));
-  p.mutable_dsg_param()->set_gamma(gamma);
-  p.mutable_dsg_param()->set_selection(sel);
-  return p;
+  return with_dsg(p, sel, gamma);
 }
 
 // The same layer without dsg_param, sharing the weights of `with`.

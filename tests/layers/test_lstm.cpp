@@ -282,21 +282,7 @@ TEST_CASE("LSTM and Embed train in a net: gradients match finite differences", "
   net.zero_param_diffs();
   const float loss = net.forward_backward(ctx);
   CHECK(std::isfinite(loss));
-  int checked = 0;
-  for (const auto& p : net.learnable_params()) {
-    for (int64_t i = 0; i < p.tensor->count(); ++i) {
-      const float orig = p.tensor->mutable_data()[i];
-      const float step = 1e-2f;
-      p.tensor->mutable_data()[i] = orig + step;
-      const double plus = net.forward(ctx);
-      p.tensor->mutable_data()[i] = orig - step;
-      const double minus = net.forward(ctx);
-      p.tensor->mutable_data()[i] = orig;
-      INFO(p.layer << "[" << p.index << "] element " << i);
-      CHECK(p.tensor->diff()[i] == Approx((plus - minus) / (2 * step)).margin(2e-3));
-      ++checked;
-    }
-  }
+  const int checked = test::check_net_param_gradients(net, ctx);
   CHECK(checked == 15 + 3 + 48 + 16 + 64 + 20 + 5);  // Embed W b, LSTM W_xc b_c W_hc, InnerProduct W b
 }
 

@@ -167,21 +167,7 @@ TEST_CASE("Slice + Silence in a net: the last step's gradient only, checked nume
     // Steps 0 and 1 feed nothing: their part of y's diff is zero.
     const Tensor& y = net.blob("y");
     for (int i = 0; i < 2 * 2 * 5; ++i) CHECK(y.diff()[i] == 0.0f);
-    int checked = 0;
-    for (const auto& p : net.learnable_params()) {
-      for (int64_t i = 0; i < p.tensor->count(); ++i) {
-        const float orig = p.tensor->mutable_data()[i];
-        const float step = 1e-2f;
-        p.tensor->mutable_data()[i] = orig + step;
-        const double plus = net.forward(ctx);
-        p.tensor->mutable_data()[i] = orig - step;
-        const double minus = net.forward(ctx);
-        p.tensor->mutable_data()[i] = orig;
-        INFO(p.layer << "[" << p.index << "] element " << i);
-        CHECK(p.tensor->diff()[i] == Approx((plus - minus) / (2 * step)).margin(2e-3));
-        ++checked;
-      }
-    }
+    const int checked = test::check_net_param_gradients(net, ctx);
     CHECK(checked == 20 + 5 + 15 + 3);
   }
 }

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "runtime/layer.hpp"
+#include "runtime/net.hpp"
 
 namespace dsg::test {
 
@@ -125,6 +126,28 @@ inline void check_layer_gradient(Layer& layer, const TensorVec& bottom, const Te
     CHECK(failures == 0);
   }
   objective();  // leave tops consistent with the unperturbed inputs
+}
+
+// Central differences of a whole net's loss against the parameter diffs of one forward_backward
+// (which the caller has run with `ctx` after zeroing the diffs), for every element of every
+// learnable parameter: |diff - (L(w + step) - L(w - step)) / 2 step| <= margin. Returns the number
+// of elements checked.
+inline int check_net_param_gradients(Net& net, const Context& ctx, float step = 1e-2f, double margin = 2e-3) {
+  int checked = 0;
+  for (const auto& p : net.learnable_params()) {
+    for (int64_t i = 0; i < p.tensor->count(); ++i) {
+      const float orig = p.tensor->mutable_data()[i];
+      p.tensor->mutable_data()[i] = orig + step;
+      const double plus = net.forward(ctx);
+      p.tensor->mutable_data()[i] = orig - step;
+      const double minus = net.forward(ctx);
+      p.tensor->mutable_data()[i] = orig;
+      INFO(p.layer << "[" << p.index << "] element " << i);
+      CHECK(p.tensor->diff()[i] == Approx((plus - minus) / (2 * step)).margin(margin));
+      ++checked;
+    }
+  }
+  return checked;
 }
 
 }  // namespace dsg::test
