@@ -12,7 +12,7 @@
 //       The decoded model as ONNX; with --shared-weights, quantized weights are exported as
 //       Gather(codebook, codes).
 //   dsgcompress --thin MODEL.dsgmodel -o OUT [--data DIR]
-//       Removes the output channels pruned by FILTER policies (sparsity/thin.hpp) and writes
+//       Removes the output channels pruned by FILTER policies (compress/thin.hpp) and writes
 //       OUT.prototxt (a plain solver config) and OUT.dsgmodel.
 // Exit status: 0 on success, 1 on any error (one line "dsgcompress: error: ..."), 2 on bad usage.
 #include "apps/fast_blas.hpp"
@@ -32,7 +32,7 @@
 #include "runtime/model_file.hpp"
 #include "runtime/net.hpp"
 #include "runtime/parallel.hpp"
-#include "sparsity/thin.hpp"
+#include "compress/thin.hpp"
 #ifdef DSG_WITH_ONNX
 #include "apps/onnx_export.hpp"
 #endif
@@ -73,8 +73,15 @@ ModelFile read_any_model(const std::string& path, DsgzModel* dsgz = nullptr) {
 }
 
 int run_thin(const Options& opt) {
-  const ModelFile model = read_model_file(opt.model);
-  ThinnedModel thinned = thin_model(model, opt.model, opt.data_dir);
+  ModelFile model = read_model_file(opt.model);
+  if (model.source_shape_size() == 0 && model.has_net()) {
+    // Written by an older dsgtrain: measure the data shapes once from the dataset.
+    NetParameter param = model.net();
+    resolve_data_sources(param, ".", opt.data_dir);
+    std::mt19937_64 rng(0);
+    record_source_shapes(Net(param, TEST, rng), &model);
+  }
+  ThinnedModel thinned = thin_model(model, opt.model);
   const std::string stem = output_stem(opt.output);
   // Snapshots of a run on the thinned config are named after it.
   thinned.solver.set_snapshot_prefix(fs::path(stem).filename().string());

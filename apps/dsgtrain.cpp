@@ -24,6 +24,7 @@
 #include "runtime/math.hpp"
 #include "runtime/parallel.hpp"
 #include "runtime/solver.hpp"
+#include "sparsity/controller.hpp"
 
 namespace fs = std::filesystem;
 using namespace dsg;
@@ -99,6 +100,7 @@ int run(const Options& opt) {
     }
     solver.set_max_iter(int(max_iter));
   }
+  install_sparsity(solver);  // the sparsity controller joins the loop as training hooks
   if (!opt.resume.empty()) solver.restore(opt.resume);
   log_info(strfmt("Training for %d iterations (%.3g epochs of %lld samples); snapshots: %s_iter_N.dsgmodel",
                   solver.param().max_iter(),

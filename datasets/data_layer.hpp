@@ -31,11 +31,12 @@
 #include <vector>
 
 #include "datasets/source.hpp"
+#include "runtime/batch_source.hpp"
 #include "runtime/layer.hpp"
 
 namespace dsg {
 
-class DataLayer : public Layer {
+class DataLayer : public Layer, public BatchSource {
  public:
   explicit DataLayer(const LayerParameter& param);
   ~DataLayer() override;
@@ -46,14 +47,14 @@ class DataLayer : public Layer {
   int max_num_tops() const override { return 3; }
   bool allow_backward_to(int) const override { return false; }
   // Batches are produced in host memory whatever the device; tensors carry them over.
-  bool supports(DeviceType) const override { return true; }
+  bool supports(DeviceType, LayerMode mode) const override { return mode == LayerMode::kDense; }
   bool is_data_layer() const override { return true; }
 
   // Number of samples in the source (one epoch); valid after setup.
-  int64_t dataset_size() const;
-  int batch_size() const { return batch_size_; }
+  int64_t dataset_size() const override;
+  int batch_size() const override { return batch_size_; }
   // Makes the next forward return batch `batch_index` of the stream (0 = the first batch).
-  void seek(int64_t batch_index);
+  void seek(int64_t batch_index) override;
   // Index of the batch the next forward returns.
   int64_t next_batch() const { return cursor_; }
   // The dataset; valid after setup.

@@ -15,6 +15,7 @@ class AccuracyLayer : public Layer {
  public:
   using Layer::Layer;
   const char* type() const override { return "Accuracy"; }
+  bool reads_class_scores() const override { return true; }
   int exact_num_bottoms() const override { return 2; }
   int min_num_tops() const override { return 1; }
   int max_num_tops() const override { return 2; }

@@ -11,7 +11,7 @@
 
 #include "layers/unit_drop.hpp"
 #include "runtime/rng.hpp"
-#include "sparsity/ard_distribution.hpp"
+#include "layers/ard_distribution.hpp"
 
 namespace dsg {
 
@@ -19,6 +19,12 @@ class ApproxDropoutLayer : public UnitDropLayer {
  public:
   using UnitDropLayer::UnitDropLayer;
   const char* type() const override { return "ApproxDropout"; }
+  ChannelFlow channel_flow() const override {
+    ChannelFlow f;
+    f.kind = ChannelFlow::kElementwise;
+    f.zero_preserving = true;
+    return f;
+  }
 
  protected:
   void setup_units() override {

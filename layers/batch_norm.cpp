@@ -27,6 +27,11 @@ class BatchNormLayer : public Layer {
  public:
   using Layer::Layer;
   const char* type() const override { return "BatchNorm"; }
+  ChannelFlow channel_flow() const override {
+    ChannelFlow f;
+    f.kind = ChannelFlow::kElementwise;  // per element (or channel), but f(0) != 0
+    return f;
+  }
   int exact_num_bottoms() const override { return 1; }
   int exact_num_tops() const override { return 1; }
   bool allows_in_place() const override { return true; }

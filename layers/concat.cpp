@@ -14,6 +14,12 @@ class ConcatLayer : public Layer {
  public:
   using Layer::Layer;
   const char* type() const override { return "Concat"; }
+  ChannelFlow channel_flow() const override {
+    ChannelFlow f;
+    f.kind = ChannelFlow::kConcat;
+    f.axis = axis_;
+    return f;
+  }
   int min_num_bottoms() const override { return 1; }
   int exact_num_tops() const override { return 1; }
 

@@ -51,6 +51,23 @@ class ConvolutionLayer : public Layer {
  public:
   using Layer::Layer;
   const char* type() const override { return "Convolution"; }
+  std::vector<int> weight_blobs() const override { return {0}; }
+  // Filters are the weight rows [num_output, C / group, kh, kw]; inputs are channels.
+  ChannelFlow channel_flow() const override {
+    ChannelFlow f;
+    f.kind = ChannelFlow::kProducer;
+    f.rows_are_outputs = true;
+    f.inputs = ChannelFlow::kChannels;
+    f.groups = int(param_.convolution_param().group());
+    return f;
+  }
+  bool supports(DeviceType device, LayerMode mode) const override {
+    return device == DeviceType::CPU && (mode == LayerMode::kDense || mode == LayerMode::kActiveOutputs ||
+                                         mode == LayerMode::kActiveInputs || mode == LayerMode::kWeightOperator);
+  }
+  void set_num_outputs(LayerParameter& param, int outputs) const override {
+    param.mutable_convolution_param()->set_num_output(uint32_t(outputs));
+  }
   int min_num_bottoms() const override { return 1; }
   int min_num_tops() const override { return 1; }
 

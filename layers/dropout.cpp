@@ -17,6 +17,12 @@ class DropoutLayer : public Layer {
  public:
   using Layer::Layer;
   const char* type() const override { return "Dropout"; }
+  ChannelFlow channel_flow() const override {
+    ChannelFlow f;
+    f.kind = ChannelFlow::kElementwise;
+    f.zero_preserving = true;
+    return f;
+  }
   int exact_num_bottoms() const override { return 1; }
   int exact_num_tops() const override { return 1; }
   bool allows_in_place() const override { return true; }

@@ -4,7 +4,7 @@
 // when a layer has dsg_param.
 //
 // Dimension-reduction search: the rows and the weights are projected by one sparse random
-// projection (sparsity/drs.hpp, s = 3, drawn once per layer), the outputs are estimated in the
+// projection (layers/drs.hpp, s = 3, drawn once per layer), the outputs are estimated in the
 // projected space and the (1 - gamma) n largest estimates are kept:
 //   PER_SAMPLE    per row (as published): select_rows() gives `keep` output indices per row, and
 //                 forward_rows() / backward_rows() compute only those (dot products and axpys
@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "dsg.pb.h"
-#include "sparsity/drs.hpp"
+#include "layers/drs.hpp"
 
 namespace dsg {
 

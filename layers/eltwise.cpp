@@ -17,6 +17,12 @@ class EltwiseLayer : public Layer {
  public:
   using Layer::Layer;
   const char* type() const override { return "Eltwise"; }
+  ChannelFlow channel_flow() const override {
+    ChannelFlow f;
+    f.kind = ChannelFlow::kEltwise;
+    f.intersect = param_.eltwise_param().operation() == EltwiseParameter::PROD;
+    return f;
+  }
   int min_num_bottoms() const override { return 2; }
   int exact_num_tops() const override { return 1; }
 

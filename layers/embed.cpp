@@ -20,6 +20,7 @@ class EmbedLayer : public Layer {
  public:
   using Layer::Layer;
   const char* type() const override { return "Embed"; }
+  std::vector<int> weight_blobs() const override { return {0}; }
   int exact_num_bottoms() const override { return 1; }
   int exact_num_tops() const override { return 1; }
   bool allow_backward_to(int) const override { return false; }

@@ -21,6 +21,12 @@ class FeatureMapDropoutLayer : public UnitDropLayer {
  public:
   using UnitDropLayer::UnitDropLayer;
   const char* type() const override { return "FeatureMapDropout"; }
+  ChannelFlow channel_flow() const override {
+    ChannelFlow f;
+    f.kind = ChannelFlow::kElementwise;
+    f.zero_preserving = true;
+    return f;
+  }
 
  protected:
   void setup_units() override {

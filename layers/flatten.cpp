@@ -12,6 +12,11 @@ class FlattenLayer : public ShapeOnlyLayer {
  public:
   using ShapeOnlyLayer::ShapeOnlyLayer;
   const char* type() const override { return "Flatten"; }
+  ChannelFlow channel_flow() const override {
+    ChannelFlow f;
+    f.kind = ChannelFlow::kFlatten;
+    return f;
+  }
 
  protected:
   void reshape(const TensorVec& bottom, const TensorVec& top) override {

@@ -18,7 +18,7 @@
 //
 // Synapse dropout (approx_dropout_param with pattern TILE or BERNOULLI and dropout_param's ratio
 // p, TRAIN only): TILE multiplies only the kept tiles of W (layers/tile_drop.hpp), the tile
-// pattern drawn per pass from the searched distribution (sparsity/ard_distribution.hpp) with the
+// pattern drawn per pass from the searched distribution (layers/ard_distribution.hpp) with the
 // counter-based generator; BERNOULLI is the DropConnect baseline (a per-weight mask for the pass,
 // dense GEMMs on the masked copy). Kept weights are scaled by 1/(1-p); TEST runs dense.
 #include <algorithm>
@@ -34,7 +34,7 @@
 #include "layers/dsg_select.hpp"
 #include "layers/tile_drop.hpp"
 #include "runtime/rng.hpp"
-#include "sparsity/ard_distribution.hpp"
+#include "layers/ard_distribution.hpp"
 #include "layers/structured.hpp"
 
 namespace dsg {
@@ -43,6 +43,27 @@ class InnerProductLayer : public Layer {
  public:
   using Layer::Layer;
   const char* type() const override { return "InnerProduct"; }
+  std::vector<int> weight_blobs() const override { return {0}; }
+  // Rows of W [num_output, K] are the output neurons (columns when transposed, which runs dense);
+  // the inputs are the features along axis 1.
+  ChannelFlow channel_flow() const override {
+    ChannelFlow f;
+    f.kind = ChannelFlow::kProducer;
+    const bool rows = !param_.inner_product_param().transpose();
+    f.rows_are_outputs = rows;
+    f.unit_axis = axis_;
+    f.inputs = rows && axis_ == 1 ? ChannelFlow::kFeatures : ChannelFlow::kNoInputs;
+    return f;
+  }
+  bool supports(DeviceType device, LayerMode mode) const override {
+    if (device != DeviceType::CPU) return false;
+    if (mode == LayerMode::kActiveOutputs || mode == LayerMode::kActiveInputs)
+      return !param_.inner_product_param().transpose();
+    return mode == LayerMode::kDense || mode == LayerMode::kWeightOperator;
+  }
+  void set_num_outputs(LayerParameter& param, int outputs) const override {
+    param.mutable_inner_product_param()->set_num_output(uint32_t(outputs));
+  }
   int exact_num_bottoms() const override { return 1; }
   int exact_num_tops() const override { return 1; }
 

@@ -142,7 +142,16 @@ class LSTMLayer : public Layer {
   int exact_num_tops() const override { return 1; }
   bool allow_backward_to(int bottom_index) const override { return bottom_index == 0; }
   std::vector<int> weight_blobs() const override { return {0, 2}; }
-  bool supports_fixed_point() const override { return true; }
+  bool supports(DeviceType device, LayerMode mode) const override {
+    return device == DeviceType::CPU &&
+           (mode == LayerMode::kDense || mode == LayerMode::kFixedPoint || mode == LayerMode::kSparseBackward);
+  }
+  // Rows of W_xc and W_hc are the gates' pre-activations in Caffe's i, f, o, g order.
+  std::vector<std::string> weight_row_blocks() const override { return {"i", "f", "o", "g"}; }
+  std::string blob_name(int blob_index) const override {
+    static const char* const names[] = {"W_x", "b", "W_h"};
+    return blob_index >= 0 && blob_index < 3 ? names[blob_index] : Layer::blob_name(blob_index);
+  }
 
   void set_sparse_backward(bool on) override { sparse_backward_ = on && param_.has_structured_backward_param(); }
 

@@ -19,6 +19,11 @@ class PoolingLayer : public Layer {
  public:
   using Layer::Layer;
   const char* type() const override { return "Pooling"; }
+  ChannelFlow channel_flow() const override {
+    ChannelFlow f;
+    f.kind = ChannelFlow::kPool;
+    return f;
+  }
   int exact_num_bottoms() const override { return 1; }
   int min_num_tops() const override { return 1; }
   int max_num_tops() const override { return param_.pooling_param().pool() == PoolingParameter::MAX ? 2 : 1; }

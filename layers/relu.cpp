@@ -10,6 +10,12 @@ class ReLULayer : public Layer {
  public:
   using Layer::Layer;
   const char* type() const override { return "ReLU"; }
+  ChannelFlow channel_flow() const override {
+    ChannelFlow f;
+    f.kind = ChannelFlow::kElementwise;
+    f.zero_preserving = true;
+    return f;
+  }
   int exact_num_bottoms() const override { return 1; }
   int exact_num_tops() const override { return 1; }
   bool allows_in_place() const override { return true; }

@@ -15,6 +15,13 @@ class ReshapeLayer : public ShapeOnlyLayer {
  public:
   using ShapeOnlyLayer::ShapeOnlyLayer;
   const char* type() const override { return "Reshape"; }
+  // A thinner input changes the per-sample size; only 0 (copy) and -1 (infer) dims follow it.
+  ChannelFlow channel_flow() const override {
+    ChannelFlow f;
+    f.kind = ChannelFlow::kFlatten;
+    for (auto d : param_.reshape_param().shape().dim()) f.shape_follows_input = f.shape_follows_input && (d == 0 || d == -1);
+    return f;
+  }
 
  protected:
   void layer_setup(const TensorVec&, const TensorVec&, std::mt19937_64&) override {

@@ -19,6 +19,12 @@ class ScaleLayer : public Layer {
  public:
   using Layer::Layer;
   const char* type() const override { return "Scale"; }
+  ChannelFlow channel_flow() const override {
+    ChannelFlow f;
+    f.kind = ChannelFlow::kElementwise;
+    f.zero_preserving = !param_.scale_param().bias_term();
+    return f;
+  }
   int min_num_bottoms() const override { return 1; }
   int max_num_bottoms() const override { return 2; }
   int exact_num_tops() const override { return 1; }

@@ -11,6 +11,11 @@ class SigmoidLayer : public Layer {
  public:
   using Layer::Layer;
   const char* type() const override { return "Sigmoid"; }
+  ChannelFlow channel_flow() const override {
+    ChannelFlow f;
+    f.kind = ChannelFlow::kElementwise;  // per element (or channel), but f(0) != 0
+    return f;
+  }
   int exact_num_bottoms() const override { return 1; }
   int exact_num_tops() const override { return 1; }
   bool allows_in_place() const override { return true; }

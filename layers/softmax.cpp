@@ -14,6 +14,7 @@ class SoftmaxLayer : public Layer {
  public:
   using Layer::Layer;
   const char* type() const override { return "Softmax"; }
+  bool reads_class_scores() const override { return true; }
   int exact_num_bottoms() const override { return 1; }
   int exact_num_tops() const override { return 1; }
 

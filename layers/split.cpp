@@ -12,6 +12,12 @@ class SplitLayer : public Layer {
  public:
   using Layer::Layer;
   const char* type() const override { return "Split"; }
+  ChannelFlow channel_flow() const override {
+    ChannelFlow f;
+    f.kind = ChannelFlow::kElementwise;
+    f.zero_preserving = true;
+    return f;
+  }
   int exact_num_bottoms() const override { return 1; }
   int min_num_tops() const override { return 1; }
 

@@ -11,6 +11,12 @@ class TanHLayer : public Layer {
  public:
   using Layer::Layer;
   const char* type() const override { return "TanH"; }
+  ChannelFlow channel_flow() const override {
+    ChannelFlow f;
+    f.kind = ChannelFlow::kElementwise;
+    f.zero_preserving = true;
+    return f;
+  }
   int exact_num_bottoms() const override { return 1; }
   int exact_num_tops() const override { return 1; }
   bool allows_in_place() const override { return true; }

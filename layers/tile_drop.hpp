@@ -3,7 +3,7 @@
 // tile_rows x tile_cols (the last row / column of tiles may be smaller), numbered row-major
 // t = a * C + b (a: tile row, b: tile column, C tile columns). A pattern (period dp, offset o)
 // keeps the tiles with (t + o) mod dp == 0, so every tile is kept with probability 1/dp when o is
-// uniform, and the dropped-tile count follows the row-pattern model of sparsity/ard_distribution
+// uniform, and the dropped-tile count follows the row-pattern model of layers/ard_distribution
 // with units = the number of tiles. Kept weights are scaled by 1/(1 - p) (inverted DropConnect).
 //
 // Within tile row a the kept tile columns are b = r_a (mod dp) with r_a = (-(a C + o)) mod dp, so

@@ -10,13 +10,17 @@
 
 #include "runtime/error.hpp"
 #include "runtime/layer.hpp"
-#include "sparsity/policy.hpp"
 
 namespace dsg {
 namespace fs = std::filesystem;
 using google::protobuf::TextFormat;
 
 namespace {
+
+std::vector<ConfigCheck>& config_checks() {
+  static std::vector<ConfigCheck> checks;
+  return checks;
+}
 
 class CollectErrors : public google::protobuf::io::ErrorCollector {
  public:
@@ -200,21 +204,10 @@ LoadedConfig load_solver_config(const std::string& path) {
     throw Error(at("lr_policy") + ": lr_policy \"" + policy + "\" needs power");
   if (s.type() != "SGD" && s.type() != "Nesterov" && s.type() != "Adam")
     throw Error(at("type") + ": unknown solver type \"" + s.type() + "\"; known: Adam, Nesterov, SGD");
-  for (int i = 0; i < s.net_param().layer_size(); ++i) {
-    const LayerParameter& layer = s.net_param().layer(i);
-    if (!layer.has_sparsity_param()) continue;
-    const SparsityParameter& sp = layer.sparsity_param();
-    if (!sp.has_policy())
-      throw Error(out.net_locations.layer[i] + ": layer '" + layer.name() + "': sparsity_param has no policy; known: " +
-                  policy_registry().known_list());
-    if (!policy_registry().has(sp.policy()))
-      throw Error(out.net_locations.layer[i] + ": layer '" + layer.name() + "': unknown sparsity policy '" + sp.policy() +
-                  "'; known: " + policy_registry().known_list());
-    if (sp.has_target_sparsity() && !(sp.target_sparsity() >= 0 && sp.target_sparsity() < 1))
-      throw Error(out.net_locations.layer[i] + ": layer '" + layer.name() +
-                  strfmt("': target_sparsity must be in [0, 1), got %g", sp.target_sparsity()));
-  }
+  for (const ConfigCheck& check : config_checks()) check(s, out.net_locations);
   return out;
 }
+
+void register_config_check(ConfigCheck check) { config_checks().push_back(std::move(check)); }
 
 }  // namespace dsg

@@ -1,6 +1,7 @@
 // Loading prototxt configs strictly: syntax errors, unknown fields and bad values are reported
 // as "file:line:col: message" (1-based line and column).
 #pragma once
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,13 @@ struct LoadedConfig {
 // Reads a solver prototxt (with `net:` or an embedded `net_param`), validates its values and
 // returns it with the net inlined into net_param. Throws dsg::Error with file:line:col.
 LoadedConfig load_solver_config(const std::string& path);
+
+// A check a plug-in adds to load_solver_config (the sparsity library checks that every
+// sparsity_param names a known policy): called with the loaded solver (net inlined) and the
+// locations of its layers; throws dsg::Error starting with "file:line:col". Register from a static
+// object in the plug-in's library (the libraries are linked whole, so registrars run).
+using ConfigCheck = std::function<void(const SolverParameter& solver, const ConfigLocations& net_locations)>;
+void register_config_check(ConfigCheck check);
 
 // Parses a NetParameter prototxt; fills `locations` when given.
 NetParameter load_net_config(const std::string& path, ConfigLocations* locations = nullptr);

@@ -20,14 +20,41 @@ void Layer::check_arity(const TensorVec& bottom, const TensorVec& top) const {
   check("top(s)", int(top.size()), exact_num_tops(), min_num_tops(), max_num_tops());
 }
 
-void Layer::check_device(const Context& ctx) const {
-  if (!supports(ctx.device.type))
-    throw Error(where() + "has no implementation for device " + ctx.device.name());
+const char* layer_mode_name(LayerMode mode) {
+  static const char* const names[] = {"dense", "active outputs (structured sparsity)", "active inputs (known-zero inputs)",
+                                      "weight operator (compressed weights)", "fixed point", "sparse backward"};
+  static_assert(sizeof(names) / sizeof(names[0]) == size_t(LayerMode::kSparseBackward) + 1,
+                "one name per LayerMode");
+  return names[size_t(mode)];
 }
+
+std::vector<LayerMode> Layer::modes_in_use() const {
+  std::vector<LayerMode> modes{LayerMode::kDense};
+  if (!active_outputs_.empty()) modes.push_back(LayerMode::kActiveOutputs);
+  if (!active_inputs_.empty()) modes.push_back(LayerMode::kActiveInputs);
+  if (weight_operator_) modes.push_back(LayerMode::kWeightOperator);
+  if (param_.has_fixed_point_param()) modes.push_back(LayerMode::kFixedPoint);
+  if (param_.has_structured_backward_param()) modes.push_back(LayerMode::kSparseBackward);
+  return modes;
+}
+
+void Layer::check_device(const Context& ctx) const {
+  for (LayerMode mode : modes_in_use())
+    if (!supports(ctx.device.type, mode))
+      throw Error(where() + "has no " + (mode == LayerMode::kDense ? std::string("") : std::string(layer_mode_name(mode)) + " ") +
+                  "implementation for device " + ctx.device.name());
+}
+
+void Layer::set_num_outputs(LayerParameter& param, int outputs) const {
+  (void)param;
+  throw Error(where() + strfmt("cannot be resized to %d outputs (its weight rows are not its output units)", outputs));
+}
+
+std::string Layer::blob_name(int blob_index) const { return strfmt("blob %d", blob_index); }
 
 void Layer::setup(const TensorVec& bottom, const TensorVec& top, std::mt19937_64& rng) {
   check_arity(bottom, top);
-  if (param_.has_fixed_point_param() && !supports_fixed_point())
+  if (param_.has_fixed_point_param() && !supports(DeviceType::CPU, LayerMode::kFixedPoint))
     throw Error(where() + "fixed_point_param is not supported by layer type " + type() +
                 " (only LSTM simulates fixed point)");
   loss_weights_.assign(top.size(), 0.0f);

@@ -21,6 +21,53 @@ namespace dsg {
 
 using TensorVec = std::vector<Tensor*>;
 
+// How a layer's output units depend on its input units, as far as known-zero units go: the one
+// channel-propagation pass (runtime/channel_pass.hpp) follows these descriptions for training-time
+// structured sparsity and for offline thinning, so nothing outside a layer's file needs to know
+// its type. A "unit" is a channel of an [N, C, ...] blob (C planes of H*W elements per sample) or
+// a feature of an [N, F] blob.
+struct ChannelFlow {
+  enum Kind {
+    kElementwise,  // every top element depends only on the same element of bottom 0 (per-channel
+                   // parameters allowed): ReLU, TanH, Sigmoid, Dropout, Split, BatchNorm, Scale
+    kPool,         // top 0 keeps bottom 0's channels at a new spatial size (Pooling)
+    kFlatten,      // the per-sample element order is unchanged when the batch axis is kept (Flatten, Reshape)
+    kConcat,       // top 0 joins the bottoms along `axis`
+    kEltwise,      // top 0 joins the bottoms element by element (Eltwise)
+    kProducer,     // new units computed by a weight GEMM (Convolution, InnerProduct)
+    kOpaque,       // anything else: every unit of every top may be non-zero
+  };
+  enum Inputs {
+    kNoInputs,   // the layer cannot skip input units
+    kChannels,   // active_inputs() index the channels of every bottom (Convolution)
+    kFeatures,   // active_inputs() index the features of bottom 0 along axis 1 (InnerProduct)
+  };
+  Kind kind = kOpaque;
+  bool zero_preserving = false;     // kElementwise: a zero input unit gives a zero output unit
+  int axis = 1;                     // kConcat: the (canonical) axis joined
+  bool intersect = false;           // kEltwise: a unit survives only where every input has it (PROD)
+  Inputs inputs = kNoInputs;        // kProducer
+  bool rows_are_outputs = false;    // kProducer: weight rows are output units, so the layer can compute a
+                                    // subset of them (active_outputs) and FILTER pruning applies
+  int groups = 1;                   // kProducer: weight groups (a grouped convolution); thinning needs 1
+  int unit_axis = 1;                // kProducer: the top axis indexing output units (InnerProduct's axis);
+                                    // the propagation pass follows units on axis 1 only
+  bool shape_follows_input = true;  // kFlatten: the configured output shape follows a thinner input
+};
+
+// The structured modes a layer may be asked to run in, besides its dense forward/backward. A layer
+// states per device which it has kernels for (Layer::supports); the base class refuses to run a
+// mode it does not support instead of silently falling back.
+enum class LayerMode {
+  kDense,           // the plain forward and backward
+  kActiveOutputs,   // computes only active_outputs() (FILTER pruning, approximate dropout, DSG)
+  kActiveInputs,    // skips the known-zero input units listed by active_inputs()
+  kWeightOperator,  // multiplies through an installed WeightOperator (compressed inference)
+  kFixedPoint,      // simulates fixed_point_param
+  kSparseBackward,  // structured_backward_param (structurally sparse gate gradients)
+};
+const char* layer_mode_name(LayerMode mode);
+
 // Multiply-accumulates of a layer's last forward and backward pass (Convolution, InnerProduct):
 // what the dense layer would do and what was done. `search` counts the operations spent choosing
 // what to compute (DSG's random projection additions and estimate MACs).
@@ -62,20 +109,38 @@ class Layer {
   virtual bool allow_backward_to(int bottom_index) const { (void)bottom_index; return true; }
   // Whether the top may share its buffer with the bottom (in-place) — true for elementwise layers.
   virtual bool allows_in_place() const { return false; }
-  // Devices the layer has kernels for. Running on another device is an error (no silent fallback).
-  virtual bool supports(DeviceType device) const { return device == DeviceType::CPU; }
+  // Whether the layer has kernels for `mode` on `device`. Running a mode it does not support is an
+  // error (no silent fallback); forward/backward check every mode in use (modes_in_use()).
+  virtual bool supports(DeviceType device, LayerMode mode) const {
+    return device == DeviceType::CPU && mode == LayerMode::kDense;
+  }
+  bool supports(DeviceType device) const { return supports(device, LayerMode::kDense); }
+  // The modes the layer's current configuration and structure ask for (kDense always first).
+  std::vector<LayerMode> modes_in_use() const;
+
+  // How output units follow input units (see ChannelFlow); opaque unless a layer says otherwise.
+  virtual ChannelFlow channel_flow() const { return {}; }
+  // Whether the layer reads class scores (Softmax, Accuracy, losses): removing units of its input
+  // would change the label space, so FILTER pruning must not reach it.
+  virtual bool reads_class_scores() const { return default_loss_weight(0) != 0.0f; }
+  // Thinning: rewrites `param` so that the layer has `outputs` output units. Only layers whose
+  // channel_flow() has rows_are_outputs implement it; the default throws.
+  virtual void set_num_outputs(LayerParameter& param, int outputs) const;
+  // Names of the row blocks of the weight blobs (the LSTM's gates "i f o g"; one unnamed block
+  // otherwise) and of blob i, for per-block reports (ESE's balance).
+  virtual std::vector<std::string> weight_row_blocks() const { return {""}; }
+  virtual std::string blob_name(int blob_index) const;
   // Data layers produce inputs and have no backward.
   virtual bool is_data_layer() const { return false; }
 
   // Learnable parameters (and persistent state such as BatchNorm statistics).
   std::vector<std::shared_ptr<Tensor>>& blobs() { return blobs_; }
   const std::vector<std::shared_ptr<Tensor>>& blobs() const { return blobs_; }
-  // The blobs a sparsity policy prunes, in mask order (the LSTM: W_xc and W_hc, {0, 2}). Every
-  // listed blob has the same shape(0) (its output rows); blob 0 comes first.
-  virtual std::vector<int> weight_blobs() const { return {0}; }
-  // Whether the layer honours fixed_point_param (layers/fixed_point.hpp); setup() refuses the
-  // parameter on layers that do not, rather than ignoring it.
-  virtual bool supports_fixed_point() const { return false; }
+  // The blobs a sparsity policy prunes, the codec stores sparsely and the exporters treat as
+  // weights, in mask order (the LSTM: W_xc and W_hc, {0, 2}). Every listed blob has the same
+  // shape(0) (its output rows); blob 0 comes first. Empty for layers without prunable weights
+  // (their blobs, if any, are biases, per-channel parameters or state).
+  virtual std::vector<int> weight_blobs() const { return {}; }
   // Whether blob i is learned by the solver (false for state such as BatchNorm statistics).
   virtual bool blob_is_learnable(int blob_index) const { (void)blob_index; return true; }
   // Whether backward should compute the diff of parameter i (false when its lr_mult is 0 or the

@@ -10,7 +10,9 @@
 #include <fstream>
 #include <sstream>
 
+#include "runtime/batch_source.hpp"
 #include "runtime/error.hpp"
+#include "runtime/net.hpp"
 
 namespace dsg {
 
@@ -91,6 +93,43 @@ ModelFile read_model_file(const std::string& path) {
   ModelFile model;
   if (!model.ParseFromArray(payload, int(size))) throw Error("'" + path + "' is corrupt (cannot decode the model)");
   return model;
+}
+
+void record_source_shapes(const Net& net, ModelFile* model) {
+  for (size_t i = 0; i < net.layers().size(); ++i) {
+    const Layer& l = *net.layers()[i];
+    if (!dynamic_cast<const BatchSource*>(&l)) continue;
+    SourceShape* entry = model->add_source_shape();
+    entry->set_layer(l.name());
+    entry->set_phase(net.phase());
+    for (const Tensor* t : net.tops(i)) {
+      BlobShape* shape = entry->add_top();
+      for (int d : t->shape()) shape->add_dim(d);
+    }
+  }
+}
+
+NetParameter with_recorded_sources(const NetParameter& net, const ModelFile& model, Phase phase) {
+  NetParameter out = net;
+  for (LayerParameter& layer : *out.mutable_layer()) {
+    const SourceShape* found = nullptr;
+    for (const SourceShape& s : model.source_shape())
+      if (s.layer() == layer.name() && (!found || s.phase() == phase)) found = &s;
+    if (!found) continue;
+    if (found->top_size() != layer.top_size())
+      throw Error(strfmt("the recorded shapes of data layer '%s' have %d tops, the net's layer %d", layer.name().c_str(),
+                         found->top_size(), layer.top_size()));
+    LayerParameter input;
+    input.set_name(layer.name());
+    input.set_type("Input");  // the engine's shape-only source, as it inserts "Split" layers
+    *input.mutable_top() = layer.top();
+    *input.mutable_include() = layer.include();
+    *input.mutable_exclude() = layer.exclude();
+    if (layer.has_phase()) input.set_phase(layer.phase());
+    for (const BlobShape& shape : found->top()) *input.mutable_input_param()->add_shape() = shape;
+    layer = input;
+  }
+  return out;
 }
 
 }  // namespace dsg

@@ -17,6 +17,15 @@ void write_model_file(const std::string& path, const ModelFile& model);
 // file and what is wrong for missing, truncated or corrupt files.
 ModelFile read_model_file(const std::string& path);
 
+// Records the top shapes of every data layer (BatchSource) of `net` in model.source_shape.
+class Net;
+void record_source_shapes(const Net& net, ModelFile* model);
+// Returns `net` with every layer named in model.source_shape replaced by an Input layer of the
+// recorded shapes (those measured in `phase`, else in the other phase), so that the net can be
+// built without its dataset. Throws dsg::Error when a layer that produces data has no recorded
+// shape (a snapshot written before shapes were recorded).
+NetParameter with_recorded_sources(const NetParameter& net, const ModelFile& model, Phase phase);
+
 // Writes `bytes` to `path` atomically (temp file + fsync + rename).
 void write_file_atomically(const std::string& path, const std::string& bytes);
 

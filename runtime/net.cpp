@@ -5,7 +5,6 @@
 #include <set>
 
 #include "runtime/error.hpp"
-#include "sparsity/structure.hpp"
 
 namespace dsg {
 
@@ -87,9 +86,20 @@ Net::Net(const NetParameter& param, Phase phase, std::mt19937_64& rng, const std
     : name_(param.name()), phase_(phase) {
   build(param, rng, locations);
   build_arena();
+  for (size_t i = 0; i < layers_.size(); ++i) graph_.layers.push_back(layers_[i].get());
+  graph_.bottoms = bottoms_;
+  graph_.tops = tops_;
   for (size_t i = 0; i < layers_.size(); ++i)
-    if (layers_[i]->drops_units()) dynamic_.push_back({i, dynamic_drop_producer(*this, i)});
+    if (layers_[i]->drops_units()) dynamic_.push_back({i, dynamic_drop_producer(graph_, i)});
   find_double_masks();
+}
+
+void Net::propagate_structure() {
+  std::vector<std::vector<int>> kept(layers_.size());
+  for (size_t i = 0; i < layers_.size(); ++i) kept[i] = layers_[i]->active_outputs();
+  UnitPassResult r = propagate_units(graph_, kept, UnitPassMode::kKnownZero, masked_by_);
+  for (size_t i = 0; i < layers_.size(); ++i)
+    if (layers_[i]->channel_flow().kind == ChannelFlow::kProducer) layers_[i]->set_active_inputs(std::move(r.inputs[i]));
 }
 
 void Net::find_double_masks() {
@@ -104,14 +114,17 @@ void Net::find_double_masks() {
       bool reads = false;
       for (const Tensor* b : bottoms_[j]) reads = reads || b == t;
       if (!reads) continue;
-      const std::string type = layers_[j]->type();
+      const Layer& next = *layers_[j];
+      const ChannelFlow flow = next.channel_flow();
       const bool single = bottoms_[j].size() == 1 && tops_[j].size() == 1;
+      const bool elementwise = single && flow.kind == ChannelFlow::kElementwise;
       if (!relu) {
-        if (type != "ReLU" || !single)
+        // The activation (ReLU) keeps the dropped outputs zero and has no parameters.
+        if (!elementwise || !flow.zero_preserving || !next.blobs().empty() || next.drops_units())
           throw Error("layer '" + layers_[i]->name() + "': dsg_param needs DSG's CONV/FC -> ReLU (-> BatchNorm -> Scale) " +
-                      "order, but its output goes to layer '" + layers_[j]->name() + "' (" + type + ")");
+                      "order, but its output goes to layer '" + next.name() + "' (" + next.type() + ")");
         relu = true;
-      } else if (single && (type == "BatchNorm" || type == "Scale")) {
+      } else if (elementwise && !next.blobs().empty()) {  // per-channel BatchNorm / Scale
         last = int(j);
       } else {
         break;
@@ -163,8 +176,8 @@ void Net::build(const NetParameter& full, std::mt19937_64& rng, const std::vecto
   std::vector<std::string> created;
   for (int i = 0; i < param.layer_size(); ++i) {
     const LayerParameter& lp = param.layer(i);
-    bool is_split = lp.type() == "Split" && (int(original) >= filtered.layer_size() ||
-                                             filtered.layer(int(original)).name() != lp.name());
+    // insert_splits keeps the original layers in order and only adds Splits between them.
+    bool is_split = int(original) >= filtered.layer_size() || filtered.layer(int(original)).name() != lp.name();
     std::string loc = is_split ? "" : (original < where.size() ? where[original] : "");
     if (!is_split) ++original;
     try {
@@ -258,7 +271,7 @@ void Net::update_dynamic_structure(const Context& ctx) {
     changed = true;
     if (d.producer >= 0) layers_[size_t(d.producer)]->set_active_outputs(layer.dynamic_kept());
   }
-  if (changed) propagate_structure(*this);
+  if (changed) propagate_structure();
 }
 
 float Net::forward(const Context& ctx) {
@@ -274,7 +287,7 @@ float Net::forward(const Context& ctx) {
     }
     // A batch-shared DSG selection changed this layer's computed channels: with the double mask
     // they are zero after the BatchNorm / Scale too, so the next layers skip them.
-    if (shared_selection_[i] && layers_[i]->dynamic_output_mask()) propagate_structure(*this);
+    if (shared_selection_[i] && layers_[i]->dynamic_output_mask()) propagate_structure();
   }
   return loss;
 }

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "dsg.pb.h"
+#include "runtime/channel_pass.hpp"
 #include "runtime/layer.hpp"
 
 namespace dsg {
@@ -55,8 +56,15 @@ class Net {
   void set_profiling(bool on) { profiling_ = on; times_.assign(layers_.size(), LayerTime{}); }
   const std::vector<LayerTime>& layer_times() const { return times_; }
 
-  // The tops of layer i (for cost accounting and tests).
+  // The bottoms / tops of layer i (for cost accounting and tests).
+  const TensorVec& bottoms(size_t i) const { return bottoms_[i]; }
   const TensorVec& tops(size_t i) const { return tops_[i]; }
+  // The layers with their bottoms and tops, for graph passes (runtime/channel_pass.hpp).
+  const LayerGraph& graph() const { return graph_; }
+  // The structure pass: from the active_outputs set on the layers (FILTER pruning, approximate
+  // dropout, DSG batch-shared selection), sets the active_inputs of every layer that can skip
+  // input units (runtime/channel_pass.hpp, kKnownZero) and clears them elsewhere.
+  void propagate_structure();
   // The layer whose DSG output mask is re-applied to layer i's top (double-mask selection), or -1.
   int double_mask_source(size_t i) const { return i < masked_by_.size() ? masked_by_[i] : -1; }
   const std::vector<LearnableParam>& learnable_params() const { return learnable_; }
@@ -81,7 +89,7 @@ class Net {
   void build_arena();
 
   // Layers that drop units per pass (approximate dropout) and the index of the layer whose outputs
-  // they select, -1 when that layer cannot compute a subset (sparsity/structure.hpp).
+  // they select, -1 when that layer cannot compute a subset (dynamic_drop_producer).
   struct DynamicDrop {
     size_t layer;
     int producer;
@@ -105,6 +113,7 @@ class Net {
   Phase phase_;
   std::vector<std::unique_ptr<Layer>> layers_;
   std::vector<TensorVec> bottoms_, tops_;
+  LayerGraph graph_;
   std::vector<std::vector<bool>> propagate_down_;
   std::vector<bool> layer_needs_backward_;
   std::map<std::string, std::shared_ptr<Tensor>> blobs_;

@@ -4,7 +4,7 @@
 #include <cmath>
 #include <filesystem>
 
-#include "datasets/data_layer.hpp"
+#include "runtime/batch_source.hpp"
 #include "runtime/error.hpp"
 #include "runtime/log.hpp"
 #include "runtime/lr_policy.hpp"
@@ -26,30 +26,20 @@ Solver::Solver(const SolverParameter& param, const ConfigLocations& locations, c
   rule_ = update_rule_registry().create(param_.type(), param_);
   rule_->init(train_net_->learnable_params());
   for (auto& l : train_net_->layers())
-    if (auto* d = dynamic_cast<DataLayer*>(l.get())) train_data_.push_back(d);
+    if (auto* d = dynamic_cast<BatchSource*>(l.get())) train_data_.push_back(d);
   if (test_net_)
     for (auto& l : test_net_->layers())
-      if (auto* d = dynamic_cast<DataLayer*>(l.get())) test_data_.push_back(d);
+      if (auto* d = dynamic_cast<BatchSource*>(l.get())) test_data_.push_back(d);
   for (const auto& p : train_net_->learnable_params())
     if (p.tensor->count() == 0) throw Error("layer '" + p.layer + "' has an empty parameter");
 }
 
 void Solver::set_max_iter(int max_iter) {
-  if (sparsity_) throw Error("set_max_iter after the sparsity schedule was resolved");
+  if (!hooks_.empty()) throw Error("set_max_iter after training hooks were installed (they resolve schedules against it)");
   param_.set_max_iter(max_iter);
 }
 
-SparsityController& Solver::sparsity() {
-  if (!sparsity_) {
-    sparsity_ = std::make_unique<SparsityController>(*train_net_, param_, samples_per_iter(), train_set_size());
-    if (test_net_) sparsity_->add_mirror(*test_net_);
-    if (!sparsity_->empty()) {
-      log_info("Sparsity schedule (resolved):");
-      for (const auto& line : sparsity_->describe()) log_info(line);
-    }
-  }
-  return *sparsity_;
-}
+void Solver::add_hooks(std::unique_ptr<TrainingHooks> hooks) { hooks_.push_back(std::move(hooks)); }
 
 int64_t Solver::train_set_size() const { return train_data_.empty() ? 0 : train_data_.front()->dataset_size(); }
 
@@ -172,9 +162,8 @@ void Solver::solve() {
     test_start = Clock::now();
     test_iter_start = iter_;
   };
-  SparsityController& sparsity = this->sparsity();
   while (iter_ < max_iter) {
-    sparsity.begin_iteration(iter_);
+    for (auto& h : hooks_) h->begin_iteration(iter_);
     if (test_net_ && param_.test_interval() > 0 && iter_ % param_.test_interval() == 0 &&
         (iter_ > 0 || param_.test_initialization()))
       run_test();
@@ -200,7 +189,8 @@ void Solver::solve() {
     window_.push_back(float(loss));
     if (int(window_.size()) > average) window_.pop_front();
     const float smoothed = smoothed_loss();
-    const float rate = learning_rate(param_, iter_) * sparsity.lr_mult(iter_);
+    float rate = learning_rate(param_, iter_);
+    for (const auto& h : hooks_) rate *= h->lr_mult(iter_);
     if (param_.display() > 0 && iter_ % param_.display() == 0) {
       double secs = std::chrono::duration<double>(Clock::now() - window_start).count();
       double ips = secs > 0 ? (iter_ - window_iter) / secs : 0;
@@ -212,13 +202,14 @@ void Solver::solve() {
         if (t.count() == 1) log_info(strfmt("    Train net output #%d: %s = %g", k++, name.c_str(), t.data()[0]));
       }
       log_info(strfmt("Iteration %d, lr = %g", iter_, rate));
-      for (const auto& line : sparsity.report()) log_info(line);
+      for (const auto& h : hooks_)
+        for (const auto& line : h->report()) log_info(line);
       window_start = Clock::now();
       window_iter = iter_;
     }
-    sparsity.before_update(rate);
+    for (auto& h : hooks_) h->before_update(rate);
     apply_update(rate);
-    sparsity.after_update();
+    for (auto& h : hooks_) h->after_update();
     ++iter_;
     if (on_iteration) {
       double secs = std::chrono::duration<double>(Clock::now() - test_start).count();
@@ -241,12 +232,14 @@ std::string Solver::snapshot() {
   *model.mutable_net() = param_.net_param();
   *model.mutable_solver() = param_;
   train_net_->params_to_proto(&model);
+  record_source_shapes(*train_net_, &model);
+  if (test_net_) record_source_shapes(*test_net_, &model);
   SolverState* state = model.mutable_solver_state();
   state->set_iter(iter_);
   state->set_type(param_.type());
   rule_->save(state);
   for (float v : window_) state->add_smoothed_loss(v);
-  sparsity().save(&model);
+  for (const auto& h : hooks_) h->save(&model);
   model.set_created_by("dsgtrain");
   std::string path = prefix_ + "_iter_" + std::to_string(iter_) + ".dsgmodel";
   auto dir = std::filesystem::path(path).parent_path();
@@ -266,7 +259,7 @@ void Solver::restore(const std::string& path) {
     throw Error("'" + path + "' was written by a " + state.type() + " solver but the config uses " + param_.type());
   rule_->load(state);
   iter_ = state.iter();
-  sparsity().load(model, iter_);
+  for (auto& h : hooks_) h->load(model, iter_);
   window_.assign(state.smoothed_loss().begin(), state.smoothed_loss().end());
   for (auto* d : train_data_) d->seek(int64_t(iter_) * param_.iter_size());
   last_snapshot_ = path;

@@ -1,7 +1,8 @@
 // Solver: the training loop (Caffe's Solver::Step): forward/backward over iter_size batches,
 // gradient normalisation, clipping and L1/L2 regularisation, the update rule, periodic tests,
-// atomic snapshots and resume. Observers receive progress and test results (dsgtrain prints
-// progress lines and writes metrics.jsonl from them).
+// atomic snapshots and resume. Plug-ins join the loop through TrainingHooks
+// (runtime/training_hooks.hpp); data layers are reached through BatchSource. Observers receive
+// progress and test results (dsgtrain prints progress lines and writes metrics.jsonl from them).
 #pragma once
 #include <deque>
 #include <functional>
@@ -13,12 +14,12 @@
 #include "runtime/config.hpp"
 #include "runtime/net.hpp"
 #include "runtime/net_cost.hpp"
+#include "runtime/training_hooks.hpp"
 #include "runtime/update_rule.hpp"
-#include "sparsity/controller.hpp"
 
 namespace dsg {
 
-class DataLayer;
+class BatchSource;
 
 struct IterationReport {
   int iter;              // iterations completed
@@ -59,11 +60,11 @@ class Solver {
   Net* test_net() { return test_net_.get(); }
   int iter() const { return iter_; }
   const SolverParameter& param() const { return param_; }
-  // Changes max_iter; only before solve() or restore() (the sparsity schedule is resolved then).
+  // Changes max_iter; only before hooks are installed (they may resolve schedules against it).
   void set_max_iter(int max_iter);
-  // The sparsity controller (created from the schedule on first use; empty when no layer has a
-  // sparsity_param).
-  SparsityController& sparsity();
+  // Installs plug-in hooks, called in installation order (see runtime/training_hooks.hpp).
+  void add_hooks(std::unique_ptr<TrainingHooks> hooks);
+  const std::vector<std::unique_ptr<TrainingHooks>>& hooks() const { return hooks_; }
   // Training samples per epoch (from the TRAIN net's data layer), 0 when unknown.
   int64_t train_set_size() const;
   int64_t samples_per_iter() const;
@@ -86,8 +87,8 @@ class Solver {
   std::string prefix_;
   std::unique_ptr<Net> train_net_, test_net_;
   std::unique_ptr<UpdateRule> rule_;
-  std::unique_ptr<SparsityController> sparsity_;
-  std::vector<DataLayer*> train_data_, test_data_;
+  std::vector<std::unique_ptr<TrainingHooks>> hooks_;
+  std::vector<BatchSource*> train_data_, test_data_;
   int iter_ = 0;
   std::deque<float> window_;
   std::vector<float> losses_;

@@ -34,8 +34,7 @@ SparsityController::SparsityController(Net& net, const SolverParameter& solver, 
   // TTQ leaves the first and last weight layers full precision by default (Zhu et al.).
   std::string first_weighted, last_weighted;
   for (const auto& layer : net.layers()) {
-    std::string type = layer->type();
-    if (type != "Convolution" && type != "InnerProduct") continue;
+    if (layer->channel_flow().kind != ChannelFlow::kProducer) continue;
     if (first_weighted.empty()) first_weighted = layer->name();
     last_weighted = layer->name();
   }
@@ -52,13 +51,16 @@ SparsityController::SparsityController(Net& net, const SolverParameter& solver, 
     quantizers_.push_back(create_validated(quantizer_registry(), quantizer_name(qp.method()), qp, *layer));
   }
   for (const auto& layer : net.layers()) {
-    bool is_first_conv = std::string(layer->type()) == "Convolution" && !first_conv_seen;
-    if (std::string(layer->type()) == "Convolution") first_conv_seen = true;
+    const ChannelFlow flow = layer->channel_flow();
+    const bool convolution = flow.kind == ChannelFlow::kProducer && flow.inputs == ChannelFlow::kChannels;
+    const bool is_first_conv = convolution && !first_conv_seen;
+    first_conv_seen = first_conv_seen || convolution;
     if (!layer->param().has_sparsity_param()) continue;
     const SparsityParameter& sp = layer->param().sparsity_param();
-    std::string type = layer->type();
-    if (type == "BatchNorm" || type == "Scale") {
-      log_warn("layer '" + layer->name() + "' (" + type + "): batch-norm parameters are left dense; its sparsity_param is ignored");
+    if (layer->weight_blobs().empty()) {
+      log_warn("layer '" + layer->name() + "' (" + layer->type() + ") has no prunable weights (" +
+               (layer->blobs().empty() ? "no parameters" : "per-channel parameters such as batch norm's are left dense") +
+               "); its sparsity_param is ignored");
       continue;
     }
     if (is_first_conv && !sp.force()) {
@@ -371,6 +373,21 @@ void SparsityController::load(const ModelFile& model, int iter) {
 void SparsityController::structure_changed() {
   apply_structure(net_, policies_);
   for (Net* net : mirrors_) apply_structure(*net, policies_);
+}
+
+SparsityController& install_sparsity(Solver& solver) {
+  for (const auto& h : solver.hooks())
+    if (auto* installed = dynamic_cast<SparsityController*>(h.get())) return *installed;
+  auto controller = std::make_unique<SparsityController>(solver.train_net(), solver.param(), solver.samples_per_iter(),
+                                                         solver.train_set_size());
+  if (solver.test_net()) controller->add_mirror(*solver.test_net());
+  if (!controller->empty()) {
+    log_info("Sparsity schedule (resolved):");
+    for (const auto& line : controller->describe()) log_info(line);
+  }
+  SparsityController& ref = *controller;
+  solver.add_hooks(std::move(controller));
+  return ref;
 }
 
 }  // namespace dsg

@@ -15,12 +15,14 @@
 
 #include "dsg.pb.h"
 #include "runtime/net.hpp"
+#include "runtime/solver.hpp"
+#include "runtime/training_hooks.hpp"
 #include "sparsity/policy.hpp"
 #include "sparsity/quantizer.hpp"
 
 namespace dsg {
 
-class SparsityController {
+class SparsityController : public TrainingHooks {
  public:
   // `layer_locations` maps NetParameter layer index to "file:line:col" for messages (may be
   // empty). Throws dsg::Error for invalid policies or schedules, including a policy that never
@@ -30,16 +32,16 @@ class SparsityController {
   bool empty() const { return policies_.empty() && quantizers_.empty() && sparse_backward_.empty(); }
   // Another net sharing the weights (the TEST net) whose layers also get the structured sparsity.
   void add_mirror(Net& net) { mirrors_.push_back(&net); }
-  void begin_iteration(int iter);
-  float lr_mult(int iter) const;
-  void before_update(float rate);
-  void after_update();
-  std::vector<std::string> report() const;
+  void begin_iteration(int iter) override;
+  float lr_mult(int iter) const override;
+  void before_update(float rate) override;
+  void after_update() override;
+  std::vector<std::string> report() const override;
   // The resolved schedule, one line per phase.
   std::vector<std::string> describe() const;
-  void save(ModelFile* model) const;
+  void save(ModelFile* model) const override;
   // Restores policy state; `iter` is the iteration training resumes at.
-  void load(const ModelFile& model, int iter);
+  void load(const ModelFile& model, int iter) override;
 
   const std::vector<std::unique_ptr<SparsityPolicy>>& policies() const { return policies_; }
   const std::vector<std::unique_ptr<Quantizer>>& quantizers() const { return quantizers_; }
@@ -68,5 +70,11 @@ class SparsityController {
   std::vector<Phase> phases_;
   std::vector<float> gradual_start_;  // per policy: sparsity when the current GRADUAL phase began
 };
+
+// Creates the controller for `solver` (its TRAIN net, schedule and epoch size), lets it drive the
+// TEST net's structure too, logs the resolved schedule and installs it as the solver's training
+// hooks. Call it after Solver::set_max_iter. Idempotent: returns the installed controller when
+// there is one.
+SparsityController& install_sparsity(Solver& solver);
 
 }  // namespace dsg

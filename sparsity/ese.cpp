@@ -158,15 +158,10 @@ class EsePolicy : public SparsityPolicy {
     for (const Tensor* t : weight_tensors()) out.push_back(t);
     return out;
   }
-  // Names of the gate blocks the rows split into ("i f o g" for the LSTM, one block otherwise).
-  std::vector<std::string> gate_names() const {
-    if (std::string(layer_.type()) == "LSTM") return {"i", "f", "o", "g"};
-    return {""};
-  }
-  std::string blob_name(size_t b) const {
-    if (std::string(layer_.type()) == "LSTM") return b == 0 ? "W_x" : "W_h";
-    return strfmt("blob %zu", b);
-  }
+  // Names of the row blocks (gates) the rows split into ("i f o g" for the LSTM, one block otherwise).
+  std::vector<std::string> gate_names() const { return layer_.weight_row_blocks(); }
+  // The name of the b-th weight blob (in mask order).
+  std::string blob_name(size_t b) const { return layer_.blob_name(layer_.weight_blobs()[b]); }
 };
 
 }  // namespace

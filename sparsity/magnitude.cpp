@@ -86,22 +86,21 @@ class MagnitudePolicy : public SparsityPolicy {
     const std::string where = "layer '" + layer_.name() + "' sparsity_param: ";
     const auto g = param_.granularity();
     const std::string gname = SparsityParameter::Granularity_Name(g);
-    const std::string type = layer_.type();
+    const ChannelFlow flow = layer_.channel_flow();
     const Tensor& w = *layer_.blobs()[0];
     if (g == SparsityParameter::FILTER || g == SparsityParameter::CHANNEL) {
-      if (type != "Convolution" && type != "InnerProduct")
-        throw Error(where + "granularity " + gname + " needs a Convolution or InnerProduct layer, not " + type);
-      if (type == "InnerProduct" && layer_.param().inner_product_param().transpose())
-        throw Error(where + "granularity " + gname +
-                    " needs weights laid out [num_output, K]; this InnerProduct has transpose: true (weights " +
-                    w.shape_string() + ")");
+      if (flow.kind != ChannelFlow::kProducer)
+        throw Error(where + "granularity " + gname + " needs a Convolution or InnerProduct layer, not " + layer_.type());
+      if (!flow.rows_are_outputs)
+        throw Error(where + "granularity " + gname + " needs weights laid out [num_output, K]; this " + layer_.type() +
+                    " has transpose: true (weights " + w.shape_string() + ")");
       if (w.num_axes() < 2)
         throw Error(where + "granularity " + gname + " needs a weight of at least 2 axes, got " + w.shape_string());
     }
-    if (g == SparsityParameter::CHANNEL && type == "Convolution" && layer_.param().convolution_param().group() > 1)
-      throw Error(where + strfmt("granularity CHANNEL is not supported on a grouped convolution (group %u): an input "
+    if (g == SparsityParameter::CHANNEL && flow.groups > 1)
+      throw Error(where + strfmt("granularity CHANNEL is not supported on a grouped convolution (group %d): an input "
                                  "channel feeds only one group's filters",
-                                 layer_.param().convolution_param().group()));
+                                 flow.groups));
     if (param_.has_target_sparsity()) {
       int64_t groups = make_grouping(w, g).groups;
       if (groups == 0) throw Error(where + "the weight blob " + w.shape_string() + " is empty");

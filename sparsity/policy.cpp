@@ -4,10 +4,33 @@
 #include <cmath>
 #include <numeric>
 
+#include "runtime/config.hpp"
 #include "runtime/error.hpp"
 #include "runtime/layer.hpp"
 
 namespace dsg {
+namespace {
+
+// Config loading (runtime/config.hpp) checks every sparsity_param's policy name and target with
+// file:line:col, before any net is built.
+void check_sparsity_params(const SolverParameter& s, const ConfigLocations& where) {
+  for (int i = 0; i < s.net_param().layer_size(); ++i) {
+    const LayerParameter& layer = s.net_param().layer(i);
+    if (!layer.has_sparsity_param()) continue;
+    const std::string at = (i < int(where.layer.size()) ? where.layer[size_t(i)] : std::string("net")) + ": layer '" +
+                           layer.name() + "': ";
+    const SparsityParameter& sp = layer.sparsity_param();
+    if (!sp.has_policy()) throw Error(at + "sparsity_param has no policy; known: " + policy_registry().known_list());
+    if (!policy_registry().has(sp.policy()))
+      throw Error(at + "unknown sparsity policy '" + sp.policy() + "'; known: " + policy_registry().known_list());
+    if (sp.has_target_sparsity() && !(sp.target_sparsity() >= 0 && sp.target_sparsity() < 1))
+      throw Error(at + strfmt("target_sparsity must be in [0, 1), got %g", sp.target_sparsity()));
+  }
+}
+
+const bool sparsity_check_registered = (register_config_check(check_sparsity_params), true);
+
+}  // namespace
 
 SparsityPolicy::SparsityPolicy(const SparsityParameter& param, Layer& layer) : param_(param), layer_(layer) {}
 
@@ -15,7 +38,7 @@ const std::string& SparsityPolicy::layer_name() const { return layer_.name(); }
 
 void SparsityPolicy::validate() const {
   const std::string where = "layer '" + layer_.name() + "' sparsity_param: ";
-  if (layer_.blobs().empty())
+  if (layer_.weight_blobs().empty())
     throw Error(where + "layer type " + layer_.type() + " has no weights to prune");
   if (param_.has_target_sparsity() == param_.has_quality())
     throw Error(where + "give exactly one of target_sparsity and quality");

@@ -8,6 +8,7 @@
 #include "runtime/net_cost.hpp"
 #include "runtime/parallel.hpp"
 #include "runtime/solver.hpp"
+#include "sparsity/controller.hpp"
 #include "support/learnable_dataset.hpp"
 
 using namespace dsg;
@@ -37,6 +38,7 @@ TEST_CASE("cifar10_quick trains on CIFAR-10 binary files given with --data", "[c
   Context ctx;
   ctx.seed = 1;
   Solver solver(c.solver, c.net_locations, ctx, dir.file("cifar"));
+  install_sparsity(solver);
   CHECK(solver.train_set_size() == 200);
   CHECK(solver.train_net().blob("data").shape() == std::vector<int>{100, 3, 32, 32});
   solver.solve();
@@ -59,6 +61,7 @@ TEST_CASE("vgg8_dsg trains on CIFAR-10 binary files with the Dynamic Sparse Grap
   Context ctx;
   ctx.seed = 1;
   Solver solver(c.solver, c.net_locations, ctx, dir.file("vgg8"));
+  install_sparsity(solver);
   solver.solve();
   REQUIRE(solver.losses().size() == 2);
   for (float l : solver.losses()) CHECK(std::isfinite(l));

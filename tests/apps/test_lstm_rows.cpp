@@ -12,6 +12,7 @@
 #include "runtime/config.hpp"
 #include "runtime/parallel.hpp"
 #include "runtime/solver.hpp"
+#include "sparsity/controller.hpp"
 
 using namespace dsg;
 
@@ -50,6 +51,7 @@ TEST_CASE("lstm_rows: shapes and a few training iterations on synthetic IDX data
   Context ctx;
   ctx.seed = 1;
   Solver solver(c.solver, c.net_locations, ctx, dir.file("lstm_rows"));
+  install_sparsity(solver);
   CHECK(solver.train_set_size() == 640);
 
   Net& net = solver.train_net();

@@ -20,6 +20,7 @@
 #include "runtime/math.hpp"
 #include "runtime/parallel.hpp"
 #include "runtime/solver.hpp"
+#include "sparsity/controller.hpp"
 #include "support/sparse_configs.hpp"
 
 using namespace dsg;
@@ -365,11 +366,12 @@ TEST_CASE("a trained prune -> quantize snapshot compresses and decodes bit-ident
   Context ctx;
   ctx.seed = 3;
   Solver s(cfg.solver, cfg.net_locations, ctx, dir.file("q"));
+  install_sparsity(s);
   s.solve();
   ModelFile model;
   *model.mutable_net() = cfg.solver.net_param();
   s.train_net().params_to_proto(&model);
-  s.sparsity().save(&model);
+  install_sparsity(s).save(&model);
   DsgzModel d = round_trip(model);
   CHECK(d.blobs[0].kind == BlobKind::CODEBOOK);
   CompressResult r = compress_model(model);

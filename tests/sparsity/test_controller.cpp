@@ -13,6 +13,7 @@
 #include "runtime/error.hpp"
 #include "runtime/parallel.hpp"
 #include "runtime/solver.hpp"
+#include "sparsity/controller.hpp"
 #include "support/solver_configs.hpp"
 
 using namespace dsg;
@@ -33,7 +34,7 @@ constexpr double kIp1 = 32 * 144;
 // (index = iterations completed; [0] is unused).
 std::vector<double> sparsity_trace(Solver& s) {
   std::vector<double> trace(size_t(s.param().max_iter()) + 1, -1.0);
-  s.on_iteration = [&](const IterationReport& r) { trace[size_t(r.iter)] = s.sparsity().policies()[0]->sparsity(); };
+  s.on_iteration = [&](const IterationReport& r) { trace[size_t(r.iter)] = install_sparsity(s).policies()[0]->sparsity(); };
   s.solve();
   return trace;
 }
@@ -50,11 +51,12 @@ TEST_CASE("DSD: dense -> PRUNE(0.8) -> re-dense", "[sparsity][controller]") {
                "phase { mode: DENSE start_iter: 40 lr_mult: 0.1 }"));
   LoadedConfig c = load(dir, with_sparsity(text, "ip1", "policy: \"magnitude\" target_sparsity: 0.8"));
   Solver s(c.solver, c.net_locations, cpu_ctx(7), dir.file("dsd"));
+  install_sparsity(s);
   std::vector<double> trace(61), lr(61);
   std::vector<float> sparse_weights;
   Tensor& w = *s.train_net().layer_by_name("ip1")->blobs()[0];
   s.on_iteration = [&](const IterationReport& r) {
-    trace[size_t(r.iter)] = s.sparsity().policies()[0]->sparsity();
+    trace[size_t(r.iter)] = install_sparsity(s).policies()[0]->sparsity();
     lr[size_t(r.iter)] = r.lr;
     if (r.iter == 40) sparse_weights.assign(w.data(), w.data() + w.count());
   };
@@ -75,7 +77,7 @@ TEST_CASE("DSD: dense -> PRUNE(0.8) -> re-dense", "[sparsity][controller]") {
     if (sparse_weights[i] == 0.0f) ++pruned, revived += w.data()[i] != 0.0f;
   CHECK(pruned >= int64_t(0.8 * kIp1) - 1);
   CHECK(double(revived) / double(pruned) > 0.8);
-  const auto& policy = *s.sparsity().policies()[0];
+  const auto& policy = *install_sparsity(s).policies()[0];
   CHECK(policy.fired() == 1);
   CHECK_FALSE(policy.active());
 }
@@ -89,6 +91,7 @@ TEST_CASE("GRADUAL pruning rises monotonically to the target", "[sparsity][contr
       schedule("phase { mode: GRADUAL start_iter: 0 prune_interval: 5 } phase { mode: HOLD start_iter: 50 }"));
   LoadedConfig c = load(dir, with_sparsity(text, "ip1", "policy: \"magnitude\" target_sparsity: 0.8"));
   Solver s(c.solver, c.net_locations, cpu_ctx(7), dir.file("gradual"));
+  install_sparsity(s);
   std::vector<double> trace = sparsity_trace(s);
   int increases = 0;
   for (int it = 2; it <= 60; ++it) {
@@ -102,7 +105,7 @@ TEST_CASE("GRADUAL pruning rises monotonically to the target", "[sparsity][contr
   // The target is reached one interval before the phase ends and held afterwards.
   CHECK(trace[44] < 0.8 - 1.0 / kIp1);
   for (int it = 46; it <= 60; ++it) CHECK(std::fabs(trace[size_t(it)] - 0.8) <= 1.0 / kIp1);
-  CHECK(s.sparsity().policies()[0]->fired() == 10);
+  CHECK(install_sparsity(s).policies()[0]->fired() == 10);
 }
 
 TEST_CASE("iterative PRUNE phases with growing sparsity_scale", "[sparsity][controller]") {
@@ -116,12 +119,13 @@ TEST_CASE("iterative PRUNE phases with growing sparsity_scale", "[sparsity][cont
                "phase { mode: PRUNE start_iter: 40 sparsity_scale: 1.0 }"));
   LoadedConfig c = load(dir, with_sparsity(text, "ip1", "policy: \"magnitude\" target_sparsity: 0.8"));
   Solver s(c.solver, c.net_locations, cpu_ctx(7), dir.file("iter"));
+  install_sparsity(s);
   std::vector<double> trace = sparsity_trace(s);
   CHECK(std::fabs(trace[20] - 0.4) <= 1.0 / kIp1);
   CHECK(std::fabs(trace[40] - 0.6) <= 1.0 / kIp1);
   CHECK(std::fabs(trace[60] - 0.8) <= 1.0 / kIp1);
-  CHECK(s.sparsity().policies()[0]->fired() == 3);
-  CHECK(s.sparsity().policies()[0]->current_target() == Approx(0.8));
+  CHECK(install_sparsity(s).policies()[0]->fired() == 3);
+  CHECK(install_sparsity(s).policies()[0]->current_target() == Approx(0.8));
 }
 
 TEST_CASE("GLOBAL scope reaches the overall target with per-layer caps", "[sparsity][controller]") {
@@ -136,8 +140,9 @@ TEST_CASE("GLOBAL scope reaches the overall target with per-layer caps", "[spars
   text = with_sparsity(text, "ip2", "policy: \"magnitude\" target_sparsity: 0.8 scope: GLOBAL max_sparsity: 0.25");
   LoadedConfig c = load(dir, text);
   Solver s(c.solver, c.net_locations, cpu_ctx(7), dir.file("global"));
+  install_sparsity(s);
   s.solve();
-  const auto& pols = s.sparsity().policies();
+  const auto& pols = install_sparsity(s).policies();
   REQUIRE(pols.size() == 2);
   REQUIRE(pols[0]->layer_name() == "ip1");
   const double n1 = kIp1, n2 = 32 * 4;
@@ -159,26 +164,28 @@ TEST_CASE("resuming from a snapshot inside a sparse phase keeps masks and losses
       /*dropout=*/true);
   LoadedConfig c = load(dir, with_sparsity(text, "ip1", "policy: \"magnitude\" target_sparsity: 0.7"));
   Solver full(c.solver, c.net_locations, cpu_ctx(7), dir.file("full"));
+  install_sparsity(full);
   double sparsity_at_25 = -1;
   std::vector<uint8_t> mask_at_25;
   full.on_iteration = [&](const IterationReport& r) {
     if (r.iter != 25) return;
-    sparsity_at_25 = full.sparsity().policies()[0]->sparsity();
-    mask_at_25 = full.sparsity().policies()[0]->mask();
+    sparsity_at_25 = install_sparsity(full).policies()[0]->sparsity();
+    mask_at_25 = install_sparsity(full).policies()[0]->mask();
   };
   full.solve();
   REQUIRE(sparsity_at_25 > 0.3);
   Solver resumed(c.solver, c.net_locations, cpu_ctx(7), dir.file("resumed"));
+  install_sparsity(resumed);
   resumed.restore(dir.file("full_iter_25.dsgmodel"));
-  const auto& policy = *resumed.sparsity().policies()[0];
+  const auto& policy = *install_sparsity(resumed).policies()[0];
   CHECK(policy.active());
   CHECK(policy.sparsity() == sparsity_at_25);
   CHECK(policy.mask() == mask_at_25);
   resumed.solve();
   std::vector<float> tail(full.losses().begin() + 25, full.losses().end());
   CHECK(resumed.losses() == tail);
-  CHECK(resumed.sparsity().policies()[0]->sparsity() == full.sparsity().policies()[0]->sparsity());
-  CHECK(resumed.sparsity().policies()[0]->fired() == full.sparsity().policies()[0]->fired());
+  CHECK(install_sparsity(resumed).policies()[0]->sparsity() == install_sparsity(full).policies()[0]->sparsity());
+  CHECK(install_sparsity(resumed).policies()[0]->fired() == install_sparsity(full).policies()[0]->fired());
 }
 
 TEST_CASE("an InnerProduct with FILTER pruning trains", "[sparsity][controller]") {
@@ -189,13 +196,14 @@ TEST_CASE("an InnerProduct with FILTER pruning trains", "[sparsity][controller]"
       test::tiny_mlp_solver(dir.path().string(), 150, schedule("phase { mode: PRUNE start_iter: 0 }"));
   LoadedConfig c = load(dir, with_sparsity(text, "ip1", "policy: \"magnitude\" target_sparsity: 0.5 granularity: FILTER"));
   Solver s(c.solver, c.net_locations, cpu_ctx(7), dir.file("filter"));
+  install_sparsity(s);
   float accuracy = -1;
   s.on_test = [&](const TestReport& r) {
     for (auto& kv : r.outputs)
       if (kv.first == "accuracy") accuracy = kv.second;
   };
   s.solve();
-  const auto& policy = *s.sparsity().policies()[0];
+  const auto& policy = *install_sparsity(s).policies()[0];
   REQUIRE(policy.kept_outputs().size() == 16);
   CHECK(s.train_net().layer_by_name("ip1")->active_outputs() == policy.kept_outputs());
   REQUIRE(s.test_net() != nullptr);
@@ -260,11 +268,12 @@ TEST_CASE("the first convolution stays dense unless forced", "[sparsity][control
     text = with_sparsity(text, "ip1", "policy: \"magnitude\" target_sparsity: 0.5");
     LoadedConfig c = load(dir, text);
     Solver s(c.solver, c.net_locations, cpu_ctx(7), dir.file("conv"));
+    install_sparsity(s);
     s.solve();
     const Tensor& w = *s.train_net().layer_by_name("conv1")->blobs()[0];
     int64_t zeros = 0;
     for (int64_t i = 0; i < w.count(); ++i) zeros += w.data()[i] == 0.0f;
-    const auto& pols = s.sparsity().policies();
+    const auto& pols = install_sparsity(s).policies();
     if (force) {
       REQUIRE(pols.size() == 2);
       CHECK(pols[0]->layer_name() == "conv1");
@@ -286,19 +295,20 @@ TEST_CASE("report lines name fired count, sparsity and target", "[sparsity][cont
   text = with_sparsity(text, "ip2", "policy: \"magnitude\" quality: 0.5");
   LoadedConfig c = load(dir, text);
   Solver s(c.solver, c.net_locations, cpu_ctx(7), dir.file("report"));
+  install_sparsity(s);
   s.solve();
-  auto lines = s.sparsity().report();
+  auto lines = install_sparsity(s).report();
   REQUIRE(lines.size() == 2);
   CHECK_THAT(lines[0], Catch::Contains("ip1") && Catch::Contains("fired 1 times") && Catch::Contains("sparsity 50.00%") &&
                            Catch::Contains("target 50.00%"));
   CHECK_THAT(lines[1], Catch::Contains("ip2") && Catch::Contains("fired") && Catch::Contains("sparsity") &&
                            Catch::Contains("target"));
   // Quality mode: the threshold 0.5 * std(W) of uniform (xavier) weights prunes about 29% of them.
-  const auto& q = *s.sparsity().policies()[1];
+  const auto& q = *install_sparsity(s).policies()[1];
   CHECK(q.current_target() > 0.15f);
   CHECK(q.current_target() < 0.45f);
   CHECK(q.sparsity() == Approx(q.current_target()).margin(1.0 / 128));
-  CHECK(s.sparsity().describe().size() == 3);  // one phase, two policies
+  CHECK(install_sparsity(s).describe().size() == 3);  // one phase, two policies
 }
 
 TEST_CASE("CHANNEL pruning makes the layer skip its pruned inputs and gives the same outputs", "[sparsity][controller]") {
@@ -309,6 +319,7 @@ TEST_CASE("CHANNEL pruning makes the layer skip its pruned inputs and gives the 
       test::tiny_mlp_solver(dir.path().string(), 60, schedule("phase { mode: PRUNE start_iter: 0 }"));
   LoadedConfig c = load(dir, with_sparsity(text, "ip2", "policy: \"magnitude\" target_sparsity: 0.5 granularity: CHANNEL"));
   Solver s(c.solver, c.net_locations, cpu_ctx(7), dir.file("channel"));
+  install_sparsity(s);
   s.solve();
   Layer& ip2 = *s.train_net().layer_by_name("ip2");
   const std::vector<int> kept = ip2.active_inputs();

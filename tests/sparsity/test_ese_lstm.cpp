@@ -215,9 +215,10 @@ TEST_CASE("lstm_rows_ese: ESE pruning and fixed point through the Solver", "[con
   Context ctx;
   ctx.seed = 1;
   Solver solver(c.solver, c.net_locations, ctx, dir.file("lstm_rows_ese"));
+  install_sparsity(solver);
   Layer* lstm_layer = solver.train_net().layer_by_name("lstm");
   REQUIRE(lstm_layer);
-  const SparsityPolicy& policy = *solver.sparsity().policies()[0];
+  const SparsityPolicy& policy = *install_sparsity(solver).policies()[0];
   const Tensor& wx = *lstm_layer->blobs()[0];
   const Tensor& wh = *lstm_layer->blobs()[2];
   int64_t violations = 0, checked = 0;

@@ -17,6 +17,7 @@
 #include "runtime/model_file.hpp"
 #include "runtime/parallel.hpp"
 #include "runtime/solver.hpp"
+#include "sparsity/controller.hpp"
 #include "sparsity/kmeans.hpp"
 #include "sparsity/quantizer.hpp"
 #include "support/solver_configs.hpp"
@@ -211,8 +212,9 @@ TEST_CASE("prune -> quantize -> fine-tune keeps weights on the codebook; resume 
   text = with_quant(text, "ip2", "bits: 4");
   LoadedConfig c = load(dir, text);
   Solver full(c.solver, c.net_locations, cpu_ctx(7), dir.file("full"));
+  install_sparsity(full);
   full.solve();
-  const auto& qs = full.sparsity().quantizers();
+  const auto& qs = install_sparsity(full).quantizers();
   REQUIRE(qs.size() == 2);
   const Tensor& w1 = *qs[0]->layer().blobs()[0];
   std::set<float> distinct(w1.data(), w1.data() + w1.count());
@@ -235,11 +237,12 @@ TEST_CASE("prune -> quantize -> fine-tune keeps weights on the codebook; resume 
   REQUIRE(model.quantizer_size() == 2);
   CHECK(model.quantizer(0).codebook_size() == 8);
   Solver resumed(c.solver, c.net_locations, cpu_ctx(7), dir.file("resumed"));
+  install_sparsity(resumed);
   resumed.restore(dir.file("full_iter_90.dsgmodel"));
   resumed.solve();
   std::vector<float> tail(full.losses().begin() + 90, full.losses().end());
   CHECK(resumed.losses() == tail);
-  CHECK(resumed.sparsity().quantizers()[0]->codebook() == qs[0]->codebook());
+  CHECK(install_sparsity(resumed).quantizers()[0]->codebook() == qs[0]->codebook());
 }
 
 TEST_CASE("TTQ trains end to end and leaves the first and last weight layers full precision", "[quantization]") {
@@ -253,9 +256,10 @@ TEST_CASE("TTQ trains end to end and leaves the first and last weight layers ful
              Catch::Contains("no layer has a sparsity_param or quant_param"));
   LoadedConfig c = load(dir, with_quant(text, "ip1", "method: TTQ force: true threshold: 0.1"));
   Solver s(c.solver, c.net_locations, cpu_ctx(7), dir.file("ttq"));
+  install_sparsity(s);
   s.solve();
-  REQUIRE(s.sparsity().quantizers().size() == 1);
-  const Tensor& w = *s.sparsity().quantizers()[0]->layer().blobs()[0];
+  REQUIRE(install_sparsity(s).quantizers().size() == 1);
+  const Tensor& w = *install_sparsity(s).quantizers()[0]->layer().blobs()[0];
   std::set<float> values(w.data(), w.data() + w.count());
   CHECK(values.size() == 3);
   TestReport r = s.test();

@@ -14,8 +14,9 @@
 #include "runtime/model_file.hpp"
 #include "runtime/parallel.hpp"
 #include "runtime/solver.hpp"
+#include "sparsity/controller.hpp"
 #include "sparsity/structure.hpp"
-#include "sparsity/thin.hpp"
+#include "compress/thin.hpp"
 #include "support/gradient_checker.hpp"
 #include "support/sparse_configs.hpp"
 
@@ -241,7 +242,7 @@ TEST_CASE("the graph pass derives active_inputs through ReLU, pooling, flatten, 
     net->layer_by_name("conv1")->set_active_outputs({1, 4});
     net->layer_by_name("conv2")->set_active_outputs({0, 3});
     net->layer_by_name("ip1")->set_active_outputs({0, 2});
-    propagate_structure(*net);
+    net->propagate_structure();
     CHECK(net->layer_by_name("conv1")->active_inputs().empty());
     CHECK(net->layer_by_name("conv2")->active_inputs() == std::vector<int>{1, 4});
     // pool2 is [2, 4, 2, 2]: channel c -> features [4c, 4c + 4).
@@ -250,7 +251,7 @@ TEST_CASE("the graph pass derives active_inputs through ReLU, pooling, flatten, 
     CHECK(net->layer_by_name("ip3")->active_inputs() == std::vector<int>{0, 2});
     // Releasing conv2 clears what depended on it.
     net->layer_by_name("conv2")->set_active_outputs({});
-    propagate_structure(*net);
+    net->propagate_structure();
     CHECK(net->layer_by_name("ip1")->active_inputs().empty());
     CHECK(net->layer_by_name("conv2")->active_inputs() == std::vector<int>{1, 4});
   }
@@ -268,7 +269,7 @@ TEST_CASE("the graph pass derives active_inputs through ReLU, pooling, flatten, 
     net->layer_by_name("cb")->set_active_outputs({1});
     net->layer_by_name("ea")->set_active_outputs({0, 1});
     net->layer_by_name("eb")->set_active_outputs({1, 3});
-    propagate_structure(*net);
+    net->propagate_structure();
     CHECK(net->layer_by_name("cc")->active_inputs() == std::vector<int>{0, 2, 5});
     CHECK(net->layer_by_name("ed")->active_inputs() == std::vector<int>{0, 1, 3});
     CHECK(net->layer_by_name("ep")->active_inputs() == std::vector<int>{1});
@@ -277,7 +278,7 @@ TEST_CASE("the graph pass derives active_inputs through ReLU, pooling, flatten, 
     CHECK(net->layer_by_name("er")->active_inputs() == std::vector<int>{0, 1});
     // An unpruned input of a SUM makes every channel live; of a PROD it does not matter.
     net->layer_by_name("eb")->set_active_outputs({});
-    propagate_structure(*net);
+    net->propagate_structure();
     CHECK(net->layer_by_name("ed")->active_inputs().empty());
     CHECK(net->layer_by_name("ep")->active_inputs() == std::vector<int>{0, 1});
     CHECK(net->layer_by_name("cc")->active_inputs() == std::vector<int>{0, 2, 5});
@@ -326,8 +327,8 @@ TEST_CASE("validate_structure refuses classifiers, unevenly pruned coupled layer
     add_policy(pols, *net, "eb", kFilter50);
     add_policy(pols, *net, "ip1", kFilter50);
     CHECK(refusal(*net, pols).empty());
-    CHECK(coupled_groups(*net).size() == 1);
-    CHECK(coupled_groups(*net)[0].owners == std::vector<std::string>{"ea", "eb"});
+    CHECK(coupled_groups(net->graph()).size() == 1);
+    CHECK(coupled_groups(net->graph())[0].owners == std::vector<std::string>{"ea", "eb"});
   }
   SECTION("the classifier feeding SoftmaxWithLoss (through Dropout)") {
     add_policy(pols, *net, "ip2", kFilter50);
@@ -361,6 +362,7 @@ TEST_CASE("filter pruning trains through the Solver and the thinned model reprod
   Context ctx;
   ctx.seed = 7;
   Solver s(c.solver, c.net_locations, ctx, dir.file("filter"));
+  install_sparsity(s);
   float accuracy = -1;
   s.on_test = [&](const TestReport& r) {
     for (const auto& kv : r.outputs)
@@ -473,6 +475,6 @@ TEST_CASE("a filter-pruned classifier is refused when the solver loads the sched
   LoadedConfig c = load_solver_config(dir.file("solver.prototxt"));
   Context ctx;
   Solver s(c.solver, c.net_locations, ctx, dir.file("x"));
-  REQUIRE_THROWS_WITH(s.sparsity(), Catch::Contains("layer 'ip2'") && Catch::Contains("'loss' (SoftmaxWithLoss)") &&
+  REQUIRE_THROWS_WITH(install_sparsity(s), Catch::Contains("layer 'ip2'") && Catch::Contains("'loss' (SoftmaxWithLoss)") &&
                                         Catch::Contains("label space"));
 }

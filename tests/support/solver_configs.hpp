@@ -7,6 +7,7 @@
 #include "runtime/config.hpp"
 #include "runtime/error.hpp"
 #include "runtime/solver.hpp"
+#include "sparsity/controller.hpp"
 #include "support/sparse_configs.hpp"
 
 namespace dsg::test {
@@ -29,7 +30,7 @@ inline std::string setup_error(const TempDir& dir, const std::string& text) {
   try {
     LoadedConfig c = load_config(dir, text);
     Solver s(c.solver, c.net_locations, cpu_ctx(7), dir.file("err"));
-    s.sparsity();
+    install_sparsity(s);
   } catch (const Error& e) {
     return e.what();
   }

@@ -1,4 +1,4 @@
-#include "sparsity/drs.hpp"
+#include "layers/drs.hpp"
 
 #include <algorithm>
 #include <cmath>

@@ -8,8 +8,10 @@
 // InnerProduct consumers through layers whose shape follows the channel count and that map zero
 // channels to zero (ReLU, TanH, Dropout, Split, Pooling, Flatten, Reshape with 0 / -1 dims, Concat,
 // Eltwise). Otherwise (BatchNorm, Scale, Sigmoid, a loss, a grouped or transposed consumer, ...)
-// it keeps its full width and the report says why. Channel-coupled layers (sparsity/structure.hpp)
-// are thinned together to the union of their kept channels.
+// it keeps its full width and the report says why. Channel-coupled layers (runtime/channel_pass.hpp)
+// are thinned together to the union of their kept channels. The walk is the engine's channel pass
+// in its physical mode, so a layer joins thinning by describing itself (Layer::channel_flow,
+// weight_blobs, set_num_outputs).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -38,11 +40,11 @@ struct ThinnedModel {
   int thinned_layers = 0;  // layers whose output channels were removed
 };
 
-// Builds the TEST net of `model` (Data sources resolved against the current directory, or
-// against `data_dir` when it is non-empty, as dsgtrain --data), loads its weights, reads the kept
-// filters of its active FILTER policies and thins them. `label` names the model in messages.
-// Throws dsg::Error when the model holds no network or weights, or no structured sparsity.
-ThinnedModel thin_model(const ModelFile& model, const std::string& label, const std::string& data_dir = "");
+// Builds the TEST net of `model` from its recorded data shapes (ModelFile.source_shape; no dataset
+// is opened), loads its weights, reads the kept filters of its active FILTER policies and thins
+// them. `label` names the model in messages. Throws dsg::Error when the model holds no network or
+// weights, no recorded data shapes, or no structured sparsity.
+ThinnedModel thin_model(const ModelFile& model, const std::string& label);
 
 // The report: a header line, one line per layer ("before -> after" columns) and a total line.
 std::vector<std::string> thin_report(const ThinnedModel& thinned);

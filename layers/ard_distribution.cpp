@@ -1,4 +1,4 @@
-#include "sparsity/ard_distribution.hpp"
+#include "layers/ard_distribution.hpp"
 
 #include <algorithm>
 #include <cmath>

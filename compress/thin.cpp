@@ -1,4 +1,4 @@
-#include "sparsity/thin.hpp"
+#include "compress/thin.hpp"
 
 #include <algorithm>
 #include <map>
@@ -6,163 +6,33 @@
 #include <random>
 #include <set>
 
-#include "datasets/data_paths.hpp"
+#include "runtime/channel_pass.hpp"
 #include "runtime/error.hpp"
+#include "runtime/model_file.hpp"
 #include "runtime/net.hpp"
-#include "sparsity/structure.hpp"
 
 namespace dsg {
 namespace {
 
 using KeptMap = std::map<std::string, std::vector<int>>;
 
-// Channels physically present in a blob after thinning, in the per-sample layout of
-// sparsity/structure.hpp (unit u = elements [u s, (u + 1) s) of each sample), and the thinned
-// layers whose removed channels they reflect.
-struct Present {
-  bool reduced = false;
-  std::vector<int> units;
-  int64_t unit_size = 0, num_units = 0;
-  std::set<std::string> sources;
-};
-
-bool channel_aligned(const Present& p, const Tensor& t) {
-  return t.num_axes() == 4 && p.unit_size == t.count(2) && p.num_units == t.shape(1);
-}
-
-bool same_units(const Present& a, const Present& b) {
-  return a.reduced == b.reduced && (!a.reduced || (a.units == b.units && a.unit_size == b.unit_size &&
-                                                   a.num_units == b.num_units));
-}
-
 struct Walk {
   KeptMap inputs;                              // consumer -> kept input channels (Conv) / features (IP)
   std::map<std::string, std::string> blocked;  // thinned layer that cannot be thinned -> reason
 };
 
-// Follows the planned output channels through the TEST net: which inputs each consumer keeps,
-// and which planned layers reach a layer that cannot follow a thinner blob.
+// Follows the planned output channels through the TEST net (the engine's channel pass in its
+// physical mode): which inputs each consumer keeps, and which planned layers reach a layer that
+// cannot follow a thinner blob.
 Walk walk(const Net& net, const KeptMap& plan) {
+  const LayerGraph& g = net.graph();
+  std::vector<std::vector<int>> kept(g.size());
+  for (const auto& kv : plan) kept[size_t(g.index_of(kv.first))] = kv.second;
+  UnitPassResult r = propagate_units(g, kept, UnitPassMode::kPhysical);
   Walk w;
-  std::map<std::string, Present> at;
-  auto get = [&](const std::string& b) { return at.count(b) ? at[b] : Present{}; };
-  for (const auto& lp : net.layers()) {
-    const Layer& l = *lp;
-    const auto& p = l.param();
-    const std::string type = l.type();
-    std::vector<Present> in;
-    bool reduced = false;
-    for (const auto& b : p.bottom()) {
-      in.push_back(get(b));
-      reduced = reduced || in.back().reduced;
-    }
-    std::vector<Present> out(size_t(p.top_size()));
-    const std::string why = "its output reaches '" + l.name() + "' (" + type + "), ";
-    auto block = [&](const std::string& reason) {
-      for (const auto& x : in)
-        for (const auto& s : x.sources) w.blocked.emplace(s, why + reason);
-    };
-    const ChannelFlow flow = channel_flow(l);
-    if (flow == ChannelFlow::kProducer) {
-      if (reduced) {
-        const Tensor& x = net.blob(p.bottom(0));
-        if (type == "Convolution") {
-          bool ok = l.param().convolution_param().group() == 1 && channel_aligned(in[0], x);
-          for (const auto& b : in) ok = ok && same_units(b, in[0]);
-          if (ok) w.inputs[l.name()] = in[0].units;
-          else block("a grouped convolution or one whose input layout does not follow the channels");
-        } else {
-          const int axis = x.canonical_axis(l.param().inner_product_param().axis());
-          if (!l.param().inner_product_param().transpose() && axis == 1 &&
-              in[0].unit_size * in[0].num_units == x.count(1)) {
-            std::vector<int>& f = w.inputs[l.name()];
-            for (int u : in[0].units)
-              for (int64_t j = 0; j < in[0].unit_size; ++j) f.push_back(int(u * in[0].unit_size + j));
-          } else {
-            block("a transposed InnerProduct or one that does not start at axis 1");
-          }
-        }
-      }
-      auto it = plan.find(l.name());
-      if (it != plan.end()) {
-        for (int t = 0; t < p.top_size(); ++t) {
-          const Tensor& y = net.blob(p.top(t));
-          Present& o = out[size_t(t)];
-          o.reduced = true;
-          o.units = it->second;
-          o.unit_size = type == "Convolution" ? y.count(2) : 1;
-          o.num_units = y.shape(1);
-          o.sources = {l.name()};
-        }
-      }
-    } else if (reduced) {
-      switch (flow) {
-        case ChannelFlow::kElementwise:
-          if (!l.blobs().empty()) block("whose parameters are per channel");
-          else for (auto& o : out) o = in[0];
-          break;
-        case ChannelFlow::kPool:
-          if (p.top_size() > 1 || !channel_aligned(in[0], net.blob(p.bottom(0)))) {
-            block("a pooling layer with an argmax top or an input that is not per channel");
-          } else {
-            out[0] = in[0];
-            out[0].unit_size = net.blob(p.top(0)).count(2);
-          }
-          break;
-        case ChannelFlow::kFlatten: {
-          const Tensor &x = net.blob(p.bottom(0)), &y = net.blob(p.top(0));
-          bool ok = x.num_axes() > 0 && y.num_axes() > 0 && x.shape(0) == y.shape(0);
-          if (type == "Reshape")
-            for (auto d : p.reshape_param().shape().dim()) ok = ok && (d == 0 || d == -1);
-          if (ok) out[0] = in[0];
-          else block("whose configured shape would not follow the channel count");
-          break;
-        }
-        case ChannelFlow::kConcat: {
-          const auto& cp = p.concat_param();
-          const Tensor& y = net.blob(p.top(0));
-          const int axis = y.canonical_axis(cp.has_concat_dim() ? int(cp.concat_dim()) : cp.axis());
-          int64_t unit = 0;
-          for (const auto& x : in)
-            if (x.reduced) unit = unit == 0 || unit == x.unit_size ? x.unit_size : -1;
-          Present o;
-          o.reduced = true;
-          o.unit_size = unit;
-          bool ok = axis == 1 && unit > 0;
-          for (int b = 0; ok && b < p.bottom_size(); ++b) {
-            const int64_t per = net.blob(p.bottom(b)).count(1);
-            ok = per % unit == 0;
-            if (!ok) break;
-            if (in[size_t(b)].reduced) {
-              for (int u : in[size_t(b)].units) o.units.push_back(int(o.num_units + u));
-            } else {
-              for (int64_t u = 0; u < per / unit; ++u) o.units.push_back(int(o.num_units + u));
-            }
-            o.num_units += per / unit;
-            o.sources.insert(in[size_t(b)].sources.begin(), in[size_t(b)].sources.end());
-          }
-          if (ok) out[0] = o;
-          else block("a Concat that is not along the channel axis of equally laid out inputs");
-          break;
-        }
-        case ChannelFlow::kEltwise: {
-          bool ok = true;
-          for (const auto& x : in) ok = ok && same_units(x, in[0]);
-          if (ok) {
-            out[0] = in[0];
-            for (const auto& x : in) out[0].sources.insert(x.sources.begin(), x.sources.end());
-          } else {
-            block("an Eltwise whose inputs would keep different channels");
-          }
-          break;
-        }
-        default:
-          block("which does not map zero channels to zero (or is not known to)");
-          break;
-      }
-    }
-    for (int t = 0; t < p.top_size(); ++t) at[p.top(t)] = out[size_t(t)];
-  }
+  w.blocked = std::move(r.blocked);
+  for (size_t i = 0; i < g.size(); ++i)
+    if (!r.inputs[i].empty()) w.inputs[g.layers[i]->name()] = std::move(r.inputs[i]);
   return w;
 }
 
@@ -213,7 +83,7 @@ void gather_blob(const Tensor& t, const std::vector<int>& rows, const std::vecto
 
 }  // namespace
 
-ThinnedModel thin_model(const ModelFile& model, const std::string& label, const std::string& data_dir) {
+ThinnedModel thin_model(const ModelFile& model, const std::string& label) {
   if (!model.has_net() || model.net().layer_size() == 0) throw Error("'" + label + "' holds no network definition");
   if (model.param_size() == 0) throw Error("'" + label + "' holds no weights");
   bool any_filter = false;  // checked before the net (and its data) is built
@@ -225,10 +95,13 @@ ThinnedModel thin_model(const ModelFile& model, const std::string& label, const 
     throw Error("'" + label + "' holds no structured sparsity: no layer has an active FILTER-granularity policy, so "
                 "there is nothing to thin",
                 "train with sparsity_param { granularity: FILTER ... } on a Convolution or InnerProduct layer");
+  if (model.source_shape_size() == 0)
+    throw Error("'" + label + "' records no data shapes (it was written by an older dsgtrain), so its net cannot be "
+                "rebuilt without the dataset",
+                "run dsgcompress --thin, which measures them from the dataset, or retrain");
   NetParameter param = model.net();
-  resolve_data_sources(param, ".", data_dir);
   std::mt19937_64 rng(0);  // initial values are overwritten by the stored weights
-  Net net(param, TEST, rng);
+  Net net(with_recorded_sources(param, model, TEST), TEST, rng);
   try {
     net.params_from_proto(model);
   } catch (const Error& e) {
@@ -243,13 +116,10 @@ ThinnedModel thin_model(const ModelFile& model, const std::string& label, const 
     if (plan.erase(name)) notes.emplace(name, why);
   };
   for (auto it = plan.begin(); it != plan.end();) {
-    const Layer& l = *net.layer_by_name(it->first);
-    const Tensor& y = net.blob(l.param().top(0));
+    const ChannelFlow flow = net.layer_by_name(it->first)->channel_flow();
     std::string why;
-    if (std::string(l.type()) == "Convolution" && l.param().convolution_param().group() != 1)
-      why = "grouped convolution";
-    if (std::string(l.type()) == "InnerProduct" && (l.param().inner_product_param().transpose() || y.num_axes() != 2))
-      why = "transposed InnerProduct or axis other than 1";
+    if (flow.groups != 1) why = "grouped convolution";
+    if (!flow.rows_are_outputs || flow.unit_axis != 1) why = "transposed InnerProduct or axis other than 1";
     if (why.empty()) {
       ++it;
     } else {
@@ -258,7 +128,7 @@ ThinnedModel thin_model(const ModelFile& model, const std::string& label, const 
     }
   }
   // Coupled layers: all thinned to the union of their kept channels, or none.
-  const std::vector<CoupledGroup> groups = coupled_groups(net);
+  const std::vector<CoupledGroup> groups = coupled_groups(net.graph());
   for (const CoupledGroup& g : groups) {
     if (g.owners.size() < 2) continue;
     std::set<int> all;
@@ -295,9 +165,7 @@ ThinnedModel thin_model(const ModelFile& model, const std::string& label, const 
   for (auto& layer : *thin_net.mutable_layer()) {
     layer.clear_sparsity_param();
     auto it = plan.find(layer.name());
-    if (it == plan.end()) continue;
-    if (layer.type() == "Convolution") layer.mutable_convolution_param()->set_num_output(uint32_t(it->second.size()));
-    else layer.mutable_inner_product_param()->set_num_output(uint32_t(it->second.size()));
+    if (it != plan.end()) net.layer_by_name(layer.name())->set_num_outputs(layer, int(it->second.size()));
   }
   result.solver = model.has_solver() ? model.solver() : SolverParameter();
   result.solver.clear_schedule();
@@ -318,33 +186,34 @@ ThinnedModel thin_model(const ModelFile& model, const std::string& label, const 
     const Tensor& t = *l.blobs()[size_t(pb.index())];
     const std::vector<int>& r = rows ? plan.at(pb.layer()) : kAll;
     const std::vector<int>& c = cols ? w.inputs.at(pb.layer()) : kAll;
-    if (pb.index() == 1) {
+    const std::vector<int> weights = l.weight_blobs();
+    if (std::find(weights.begin(), weights.end(), pb.index()) == weights.end()) {  // the bias: one entry per output
       if (rows) gather_blob(t, r, {}, 1, {int(r.size())}, out->mutable_blob());
       continue;
     }
     std::vector<int> shape = t.shape();
     if (rows) shape[0] = int(r.size());
     if (cols) shape[1] = int(c.size());
-    const int64_t block = std::string(l.type()) == "Convolution" ? t.count(2) : 1;
-    gather_blob(t, r, c, block, shape, out->mutable_blob());
+    gather_blob(t, r, c, t.count(2), shape, out->mutable_blob());  // a column block: one input channel's kh kw
   }
 
   for (const auto& lp : net.layers()) {
     const Layer& l = *lp;
-    if (channel_flow(l) != ChannelFlow::kProducer || l.blobs().empty()) continue;
+    const ChannelFlow flow = l.channel_flow();
+    if (flow.kind != ChannelFlow::kProducer || l.blobs().empty()) continue;
     ThinLayer row;
     row.name = l.name();
     row.type = l.type();
     const Tensor& wt = *l.blobs()[0];
     const Tensor& y = net.blob(l.param().top(0));
-    const bool conv = row.type == "Convolution";
-    const int64_t outputs = conv ? wt.shape(0) : l.param().inner_product_param().num_output();
+    const bool conv = flow.inputs == ChannelFlow::kChannels;
+    const int64_t outputs = flow.rows_are_outputs ? wt.shape(0) : wt.shape(1);
     auto it = plan.find(l.name());
     auto in = w.inputs.find(l.name());
     row.outputs_before = outputs;
     row.outputs_after = it == plan.end() ? outputs : int64_t(it->second.size());
     const int64_t fan_in = wt.count() / outputs;  // (C / group) kh kw, or K
-    const int64_t block = conv ? wt.count(2) : 1;
+    const int64_t block = wt.count(2);
     const int64_t fan_in_after = in == w.inputs.end() ? fan_in : int64_t(in->second.size()) * block;
     const int64_t bias = l.blobs().size() > 1 ? 1 : 0;
     row.params_before = outputs * (fan_in + bias);

@@ -8,7 +8,7 @@
 #include <set>
 
 #include "runtime/error.hpp"
-#include "sparsity/drs.hpp"
+#include "layers/drs.hpp"
 
 using namespace dsg;
 

@@ -10,7 +10,7 @@
 #include <random>
 
 #include "runtime/error.hpp"
-#include "sparsity/ard_distribution.hpp"
+#include "layers/ard_distribution.hpp"
 
 using namespace dsg;
 

@@ -1,0 +1,35 @@
+// TrainingHooks: how plug-ins (the sparsity controller, later a gradient compressor) take part in
+// the Solver's loop without the engine knowing them. The Solver owns the installed hooks and calls
+// them in installation order at fixed points of each iteration:
+//
+//   begin_iteration(it)          before the test of iteration it (if any) and before forward
+//   lr_mult(it)                  multiplies the learning rate of iteration it (product over hooks)
+//   report()                     extra lines for the display-interval log
+//   before_update(rate)          after backward (diffs hold the gradient), before the update rule
+//   after_update()               after the weights changed
+//   save(model) / load(model,it) plug-in state inside snapshots, so a resumed run continues exactly
+//
+// dsgtrain installs them (sparsity/controller.hpp: install_sparsity); a Solver without hooks trains
+// the dense net.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "dsg.pb.h"
+
+namespace dsg {
+
+class TrainingHooks {
+ public:
+  virtual ~TrainingHooks() = default;
+  virtual void begin_iteration(int iter) { (void)iter; }
+  virtual float lr_mult(int iter) const { (void)iter; return 1.0f; }
+  virtual std::vector<std::string> report() const { return {}; }
+  virtual void before_update(float rate) { (void)rate; }
+  virtual void after_update() {}
+  virtual void save(ModelFile* model) const { (void)model; }
+  // `iter` is the iteration training resumes at.
+  virtual void load(const ModelFile& model, int iter) { (void)model; (void)iter; }
+};
+
+}  // namespace dsg
