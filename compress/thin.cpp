@@ -95,13 +95,18 @@ ThinnedModel thin_model(const ModelFile& model, const std::string& label) {
     throw Error("'" + label + "' holds no structured sparsity: no layer has an active FILTER-granularity policy, so "
                 "there is nothing to thin",
                 "train with sparsity_param { granularity: FILTER ... } on a Convolution or InnerProduct layer");
-  if (model.source_shape_size() == 0)
-    throw Error("'" + label + "' records no data shapes (it was written by an older dsgtrain), so its net cannot be "
-                "rebuilt without the dataset",
-                "run dsgcompress --thin, which measures them from the dataset, or retrain");
   NetParameter param = model.net();
   std::mt19937_64 rng(0);  // initial values are overwritten by the stored weights
-  Net net(with_recorded_sources(param, model, TEST), TEST, rng);
+  std::unique_ptr<Net> built;
+  try {
+    built = std::make_unique<Net>(with_recorded_sources(param, model, TEST), TEST, rng);
+  } catch (const Error& e) {
+    if (model.source_shape_size() > 0) throw;
+    throw Error("'" + label + "': its net cannot be rebuilt without the dataset (the model records no data shapes; " +
+                    "it was written by an older dsgtrain): " + e.what(),
+                "dsgcompress --thin measures them from the dataset (--data DIR)");
+  }
+  Net& net = *built;
   try {
     net.params_from_proto(model);
   } catch (const Error& e) {

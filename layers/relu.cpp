@@ -14,6 +14,7 @@ class ReLULayer : public Layer {
     ChannelFlow f;
     f.kind = ChannelFlow::kElementwise;
     f.zero_preserving = true;
+    f.rectifier = true;
     return f;
   }
   int exact_num_bottoms() const override { return 1; }

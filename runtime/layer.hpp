@@ -44,6 +44,8 @@ struct ChannelFlow {
   };
   Kind kind = kOpaque;
   bool zero_preserving = false;     // kElementwise: a zero input unit gives a zero output unit
+  bool rectifier = false;           // kElementwise: passes positive inputs and suppresses negative ones
+                                    // (ReLU); DSG's selection of the largest outputs assumes one follows
   int axis = 1;                     // kConcat: the (canonical) axis joined
   bool intersect = false;           // kEltwise: a unit survives only where every input has it (PROD)
   Inputs inputs = kNoInputs;        // kProducer

@@ -119,8 +119,8 @@ void Net::find_double_masks() {
       const bool single = bottoms_[j].size() == 1 && tops_[j].size() == 1;
       const bool elementwise = single && flow.kind == ChannelFlow::kElementwise;
       if (!relu) {
-        // The activation (ReLU) keeps the dropped outputs zero and has no parameters.
-        if (!elementwise || !flow.zero_preserving || !next.blobs().empty() || next.drops_units())
+        // The activation: a rectifier (ReLU) that keeps the dropped outputs zero.
+        if (!elementwise || !flow.rectifier || !flow.zero_preserving)
           throw Error("layer '" + layers_[i]->name() + "': dsg_param needs DSG's CONV/FC -> ReLU (-> BatchNorm -> Scale) " +
                       "order, but its output goes to layer '" + next.name() + "' (" + next.type() + ")");
         relu = true;

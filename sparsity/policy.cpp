@@ -39,7 +39,8 @@ const std::string& SparsityPolicy::layer_name() const { return layer_.name(); }
 void SparsityPolicy::validate() const {
   const std::string where = "layer '" + layer_.name() + "' sparsity_param: ";
   if (layer_.weight_blobs().empty())
-    throw Error(where + "layer type " + layer_.type() + " has no weights to prune");
+    throw Error(where + "layer type " + layer_.type() + " has no prunable weights (granularity " +
+                SparsityParameter::Granularity_Name(param_.granularity()) + " needs a weight layer)");
   if (param_.has_target_sparsity() == param_.has_quality())
     throw Error(where + "give exactly one of target_sparsity and quality");
   if (param_.has_target_sparsity() && !(param_.target_sparsity() >= 0 && param_.target_sparsity() < 1))

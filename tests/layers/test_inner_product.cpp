@@ -169,13 +169,18 @@ TEST_CASE("InnerProduct with active outputs and inputs passes the gradient check
         if (!c.first.empty() && std::find(c.first.begin(), c.first.end(), o) == c.first.end())
           REQUIRE(y.data()[n * 5 + o] == 0.0f);
   }
-  // The transposed layout ignores the lists (runs dense).
+  // The transposed layout has no structured kernels: asking for them is an error, not a silent
+  // dense run.
   auto layer = create_layer(ip_param(4, true, true));
   Tensor x({3, 6}), y;
   test::fill_uniform(x, -1, 1, 13);
   std::mt19937_64 rng(2);
   layer->setup({&x}, {&y}, rng);
+  CHECK_FALSE(layer->supports(DeviceType::CPU, LayerMode::kActiveOutputs));
   layer->set_active_outputs({0, 1});
+  CHECK_THROWS_WITH(layer->forward({&x}, {&y}, Context{}),
+                    Catch::Contains("layer 'ip'") && Catch::Contains("no active outputs"));
+  layer->set_active_outputs({});
   layer->forward({&x}, {&y}, Context{});
   CHECK(y.data()[3] != 0.0f);
 }
