@@ -29,7 +29,6 @@ has avx && cores+=(Sandybridge)
 cores+=(Prescott)
 
 status=0
-summary=()
 for core in "${cores[@]}"; do
   # The kernel OpenBLAS reports for this setting (its "Core: ..." line at library load).
   selected=$(OPENBLAS_VERBOSE=2 OPENBLAS_CORETYPE=$core "$build/dsg_tests" "[#test_tolerance_probe]" 2>&1 >/dev/null |
@@ -46,6 +45,5 @@ for core in "${cores[@]}"; do
     status=1
   fi
   echo "$line"
-  summary+=("$line")
 done
 exit $status
