@@ -22,6 +22,7 @@
 #include "runtime/solver.hpp"
 #include "sparsity/controller.hpp"
 #include "support/sparse_configs.hpp"
+#include "support/tolerance.hpp"
 
 using namespace dsg;
 using namespace dsg::compress;
@@ -197,7 +198,8 @@ TEST_CASE("the EIE-style kernel equals the dense product", "[dsgz][eie]") {
     for (int64_t k = 0; k < p; ++k) in[size_t(3 * p + k)] = 0.0f;  // an all-zero input row is skipped
     op->multiply(in.data(), p, out.data());
     gemm(false, false, int(rows), int(p), int(cols), 1.0f, w.data(), in.data(), 0.0f, ref.data());
-    for (size_t i = 0; i < out.size(); ++i) CHECK(out[i] == Approx(ref[i]).margin(1e-4));
+    const auto tol = test::gemm_tolerance(false, false, int(rows), int(p), int(cols), 1.0f, w.data(), in.data());
+    test::check_within("out", int64_t(out.size()), out, ref, tol);
   };
   CompressOptions fine;
   fine.try_blocks = false;
@@ -249,12 +251,29 @@ TEST_CASE("InnerProduct and Convolution run through a weight operator with the d
     ctx.phase = TEST;
     layer->forward({&bottom}, {&top}, ctx);
     std::vector<float> dense(top.data(), top.data() + top.count());
+    // Tolerances (support/tolerance.hpp): the layer is linear in (W, b) and in x, so the dense
+    // forward on |x| with |W| and |b| gives each output's sum of |terms|; K = a filter's
+    // weights plus the bias.
+    std::vector<double> tol(size_t(top.count()));
+    {
+      std::vector<std::vector<float>> saved;
+      for (auto& blob : layer->blobs()) {
+        saved.emplace_back(blob->data(), blob->data() + blob->count());
+        for (int64_t i = 0; i < blob->count(); ++i) blob->mutable_data()[i] = std::fabs(blob->data()[i]);
+      }
+      Tensor abs_bottom(bottom.shape()), abs_top;
+      for (int64_t i = 0; i < bottom.count(); ++i) abs_bottom.mutable_data()[i] = std::fabs(bottom.data()[i]);
+      layer->forward({&abs_bottom}, {&abs_top}, ctx);
+      const int64_t terms = w.count() / w.shape(0) + 1;
+      for (size_t i = 0; i < tol.size(); ++i) tol[i] = test::reduction_tolerance(terms, abs_top.data()[i]);
+      for (size_t b = 0; b < saved.size(); ++b) std::copy(saved[b].begin(), saved[b].end(), layer->blobs()[b]->mutable_data());
+    }
     CompressResult r = compress_model(m);
     DsgzModel d = read_dsgz(r.bytes.data(), r.bytes.size());
     REQUIRE(layer->set_weight_operator(make_compressed_operator(d.blobs[0])));
     std::fill(w.mutable_data(), w.mutable_data() + w.count(), std::nanf(""));  // must not be read
     layer->forward({&bottom}, {&top}, ctx);
-    for (int64_t i = 0; i < top.count(); ++i) CHECK(top.data()[i] == Approx(dense[size_t(i)]).margin(1e-4));
+    test::check_within("top", top.count(), top.data(), dense, tol);
     CHECK_THROWS_WITH(layer->backward({&top}, {true}, {&bottom}, ctx), Catch::Contains("inference only"));
   }
 }

@@ -9,6 +9,7 @@
 #include "runtime/error.hpp"
 #include "runtime/parallel.hpp"
 #include "support/gradient_checker.hpp"
+#include "support/tolerance.hpp"
 
 using namespace dsg;
 
@@ -79,11 +80,31 @@ void for_each_tap(const ConvConfig& k, Visit visit) {
               }
 }
 
-std::vector<double> conv_ref(const ConvConfig& k, const float* x, const float* w, const float* b) {
-  std::vector<double> y(size_t(k.n) * k.m * k.ho() * k.wo(), 0.0);
-  for_each_tap(k, [&](int64_t xi, int64_t wi, int64_t yi) { y[yi] += double(x[xi]) * w[wi]; });
+// The oracle's sums in double, with each sum's tolerance (test/support/tolerance.hpp).
+struct Oracle {
+  std::vector<double> value;
+  std::vector<test::ReductionBound> bound;
+  explicit Oracle(size_t n, double start = 0.0) : value(n, start), bound(n) {
+    if (start != 0.0)
+      for (auto& b : bound) b.add(start);  // accumulating onto `start` is one more term
+  }
+  void add(int64_t i, double term) {
+    value[size_t(i)] += term;
+    bound[size_t(i)].add(term);
+  }
+  // Compares got[i] with value[i] within bound[i]; returns the number of mismatches.
+  int compare(const char* what, const float* got) const {
+    std::vector<double> tol(bound.size());
+    for (size_t i = 0; i < tol.size(); ++i) tol[i] = bound[i].tolerance();
+    return test::count_outside(what, int64_t(value.size()), got, value, tol);
+  }
+};
+
+Oracle conv_ref(const ConvConfig& k, const float* x, const float* w, const float* b) {
+  Oracle y(size_t(k.n) * k.m * k.ho() * k.wo());
+  for_each_tap(k, [&](int64_t xi, int64_t wi, int64_t yi) { y.add(yi, double(x[xi]) * w[wi]); });
   if (b)
-    for (size_t i = 0; i < y.size(); ++i) y[i] += b[(i / (size_t(k.ho()) * k.wo())) % k.m];
+    for (size_t i = 0; i < y.value.size(); ++i) y.add(int64_t(i), b[(i / (size_t(k.ho()) * k.wo())) % k.m]);
   return y;
 }
 
@@ -102,12 +123,7 @@ void check_against_reference(const ConvConfig& k) {
   REQUIRE(y.shape() == std::vector<int>{k.n, k.m, k.ho(), k.wo()});
   const float* w = layer->blobs()[0]->data();
   const float* b = k.bias ? layer->blobs()[1]->data() : nullptr;
-  std::vector<double> ref = conv_ref(k, x.data(), w, b);
-  int bad = 0;
-  for (size_t i = 0; i < ref.size(); ++i)
-    if (std::fabs(y.data()[i] - ref[i]) > 1e-4 * std::max(1.0, std::fabs(ref[i])) && bad++ < 3)
-      CHECK(y.data()[i] == Approx(ref[i]));
-  CHECK(bad == 0);
+  CHECK(conv_ref(k, x.data(), w, b).compare("y", y.data()) == 0);
 
   // Backward with dY = a fixed pattern; params accumulate onto a nonzero start value.
   for (int64_t i = 0; i < y.count(); ++i) y.mutable_diff()[i] = float((i * 7) % 11) / 11.0f - 0.5f;
@@ -115,26 +131,16 @@ void check_against_reference(const ConvConfig& k) {
     for (int64_t i = 0; i < blob->count(); ++i) blob->mutable_diff()[i] = 1.0f;
   x.zero_diff();
   layer->backward({&y}, {true}, {&x}, Context{});
-  std::vector<double> dx(x.count(), 0.0), dw(layer->blobs()[0]->count(), 1.0), db(k.m, 1.0);
+  Oracle dx(size_t(x.count())), dw(size_t(layer->blobs()[0]->count()), 1.0), db(size_t(k.m), 1.0);
   const float* dy = y.diff();
   for_each_tap(k, [&](int64_t xi, int64_t wi, int64_t yi) {
-    dx[xi] += double(dy[yi]) * w[wi];
-    dw[wi] += double(dy[yi]) * x.data()[xi];
+    dx.add(xi, double(dy[yi]) * w[wi]);
+    dw.add(wi, double(dy[yi]) * x.data()[xi]);
   });
-  for (int64_t i = 0; i < y.count(); ++i) db[(i / (k.ho() * k.wo())) % k.m] += dy[i];
-  auto compare = [&](const char* what, const float* got, const std::vector<double>& want) {
-    int mismatches = 0;
-    for (size_t i = 0; i < want.size(); ++i)
-      if (std::fabs(got[i] - want[i]) > 1e-4 * std::max(1.0, std::fabs(want[i])) && mismatches++ < 3) {
-        INFO(what << " index " << i);
-        CHECK(got[i] == Approx(want[i]));
-      }
-    INFO(what);
-    CHECK(mismatches == 0);
-  };
-  compare("dx", x.diff(), dx);
-  compare("dw", layer->blobs()[0]->diff(), dw);
-  if (k.bias) compare("db", layer->blobs()[1]->diff(), db);
+  for (int64_t i = 0; i < y.count(); ++i) db.add((i / (k.ho() * k.wo())) % k.m, dy[i]);
+  CHECK(dx.compare("dx", x.diff()) == 0);
+  CHECK(dw.compare("dw", layer->blobs()[0]->diff()) == 0);
+  if (k.bias) CHECK(db.compare("db", layer->blobs()[1]->diff()) == 0);
 }
 
 }  // namespace
@@ -204,10 +210,8 @@ TEST_CASE("Convolution with two bottoms shares its parameters", "[layer][convolu
   layer->forward({&a, &b}, {&ya, &yb}, Context{});
   auto ra = conv_ref(k, a.data(), layer->blobs()[0]->data(), layer->blobs()[1]->data());
   auto rb = conv_ref(k, b.data(), layer->blobs()[0]->data(), layer->blobs()[1]->data());
-  for (size_t i = 0; i < ra.size(); ++i) {
-    REQUIRE(ya.data()[i] == Approx(ra[i]).margin(1e-5));
-    REQUIRE(yb.data()[i] == Approx(rb[i]).margin(1e-5));
-  }
+  REQUIRE(ra.compare("ya", ya.data()) == 0);
+  REQUIRE(rb.compare("yb", yb.data()) == 0);
   test::check_layer_gradient(*layer, {&a, &b}, {&ya, &yb}, Context{});
 }
 
@@ -228,8 +232,10 @@ TEST_CASE("Convolution computes only the requested gradients", "[layer][convolut
   for (int64_t i = 0; i < x.count(); ++i) REQUIRE(x.diff()[i] == 7.0f);
   for (int64_t i = 0; i < layer->blobs()[0]->count(); ++i) REQUIRE(layer->blobs()[0]->diff()[i] == 0.0f);
   double db = 0;
-  for (int64_t i = 0; i < y.count(); ++i) db += (i / (k.ho() * k.wo())) % k.m == 0 ? y.diff()[i] : 0.0f;
-  CHECK(layer->blobs()[1]->diff()[0] == Approx(db).margin(1e-4));
+  test::ReductionBound bound;
+  for (int64_t i = 0; i < y.count(); ++i)
+    if ((i / (k.ho() * k.wo())) % k.m == 0) db += y.diff()[i], bound.add(y.diff()[i]);
+  CHECK(std::fabs(layer->blobs()[1]->diff()[0] - db) <= bound.tolerance());
 }
 
 TEST_CASE("Convolution rejects bad configurations", "[layer][convolution]") {

@@ -16,11 +16,13 @@
 #include "runtime/net.hpp"
 #include "runtime/net_cost.hpp"
 #include "support/gradient_checker.hpp"
+#include "support/tolerance.hpp"
 
 using namespace dsg;
 using dsg::test::check_layer_gradient;
 using dsg::test::fill_uniform;
 using dsg::test::GradientCheckOptions;
+using dsg::test::ReductionBound;
 
 namespace {
 
@@ -68,11 +70,36 @@ Context train_ctx() {
   return ctx;
 }
 
-// Checks top against the dense output: equal where the mask is set, exactly 0 elsewhere.
-void require_masked_dense(const Tensor& top, const Tensor& dense, const std::vector<uint8_t>& mask) {
+// Elementwise tolerances (support/tolerance.hpp) of the outputs of `with` without its dsg_param
+// on input x. The layer is linear in x and in (W, b) jointly, so the dense layer run on |x| with
+// |W| and |b| gives M = |b| + sum_k |w_k x_k| for every output; the reduction length is a
+// filter's weight count (InnerProduct: inputs; Convolution: C / group * kh * kw) plus the bias.
+std::vector<double> dense_tolerance(const LayerParameter& p, const Layer& with, const Tensor& x) {
+  LayerParameter q = p;
+  q.clear_dsg_param();
+  auto layer = create_layer(q);
+  Tensor ax(x.shape()), ay;
+  for (int64_t i = 0; i < x.count(); ++i) ax.mutable_data()[i] = std::fabs(x.data()[i]);
+  std::mt19937_64 rng(9);
+  layer->setup({&ax}, {&ay}, rng);
+  for (size_t b = 0; b < layer->blobs().size(); ++b)
+    for (int64_t i = 0; i < with.blobs()[b]->count(); ++i)
+      layer->blobs()[b]->mutable_data()[i] = std::fabs(with.blobs()[b]->data()[i]);
+  layer->forward({&ax}, {&ay}, Context{});
+  const Tensor& w = *with.blobs()[0];
+  const int64_t terms = w.count() / w.shape()[0] + (with.blobs().size() > 1 ? 1 : 0);
+  std::vector<double> tol(size_t(ay.count()));
+  for (size_t i = 0; i < tol.size(); ++i) tol[i] = test::reduction_tolerance(terms, ay.data()[i]);
+  return tol;
+}
+
+// Checks top against the dense output: equal within tol where the mask is set, exactly 0 elsewhere.
+void require_masked_dense(const Tensor& top, const Tensor& dense, const std::vector<uint8_t>& mask,
+                          const std::vector<double>& tol) {
   REQUIRE(int64_t(mask.size()) == top.count());
+  REQUIRE(int64_t(tol.size()) == top.count());
   for (int64_t i = 0; i < top.count(); ++i) {
-    if (mask[size_t(i)]) REQUIRE(top.data()[i] == Approx(dense.data()[i]).margin(1e-4));
+    if (mask[size_t(i)]) REQUIRE(std::fabs(top.data()[i] - dense.data()[i]) <= tol[size_t(i)]);
     else REQUIRE(top.data()[i] == 0.0f);
   }
 }
@@ -91,7 +118,7 @@ TEST_CASE("DSG InnerProduct PER_SAMPLE keeps (1 - gamma) n outputs per sample, e
   dense->forward({&x}, {&yd}, train_ctx());
   const std::vector<uint8_t>* mask = layer->dynamic_output_mask();
   REQUIRE(mask);
-  require_masked_dense(y, yd, *mask);
+  require_masked_dense(y, yd, *mask, dense_tolerance(p, *layer, x));
   std::set<std::vector<uint8_t>> patterns;
   for (int i = 0; i < 8; ++i) {
     std::vector<uint8_t> row(mask->begin() + i * 20, mask->begin() + (i + 1) * 20);
@@ -134,7 +161,7 @@ TEST_CASE("DSG InnerProduct BATCH_SHARED: one set of neurons for the batch, comp
   auto dense = dense_twin(p, *layer, x, yd);
   dense->forward({&x}, {&yd}, train_ctx());
   const std::vector<uint8_t>& mask = *layer->dynamic_output_mask();
-  require_masked_dense(y, yd, mask);
+  require_masked_dense(y, yd, mask, dense_tolerance(p, *layer, x));
   REQUIRE(layer->active_outputs().size() == 4);
   for (int i = 0; i < 6; ++i)
     for (int j = 0; j < 16; ++j) REQUIRE(mask[size_t(i * 16 + j)] == mask[size_t(j)]);
@@ -150,7 +177,8 @@ TEST_CASE("DSG InnerProduct BATCH_SHARED: one set of neurons for the batch, comp
   test.phase = TEST;
   test_layer->forward({&x}, {&yt}, test);
   CHECK(test_layer->dynamic_output_mask() == nullptr);
-  for (int64_t i = 0; i < yt.count(); ++i) REQUIRE(yt.data()[i] == Approx(yd.data()[i]).margin(1e-5));
+  const std::vector<double> tol = dense_tolerance(p, *layer, x);
+  for (int64_t i = 0; i < yt.count(); ++i) REQUIRE(std::fabs(yt.data()[i] - yd.data()[i]) <= tol[size_t(i)]);
 }
 
 TEST_CASE("DSG Convolution PER_SAMPLE keeps (1 - gamma) of the channels at every position", "[layer][dsg]") {
@@ -164,7 +192,7 @@ TEST_CASE("DSG Convolution PER_SAMPLE keeps (1 - gamma) of the channels at every
   auto dense = dense_twin(p, *layer, x, yd);
   dense->forward({&x}, {&yd}, train_ctx());
   const std::vector<uint8_t>& mask = *layer->dynamic_output_mask();
-  require_masked_dense(y, yd, mask);
+  require_masked_dense(y, yd, mask, dense_tolerance(p, *layer, x));
   std::set<std::vector<uint8_t>> patterns;
   for (int n = 0; n < 3; ++n)
     for (int pos = 0; pos < 25; ++pos) {
@@ -190,7 +218,7 @@ TEST_CASE("DSG Convolution BATCH_SHARED computes the kept channels only", "[laye
   layer->forward({&x}, {&y}, train_ctx());
   auto dense = dense_twin(p, *layer, x, yd);
   dense->forward({&x}, {&yd}, train_ctx());
-  require_masked_dense(y, yd, *layer->dynamic_output_mask());
+  require_masked_dense(y, yd, *layer->dynamic_output_mask(), dense_tolerance(p, *layer, x));
   REQUIRE(layer->active_outputs().size() == 4);
   CHECK(layer->macs().forward == 2.0 * 36 * 4 * 27);
   GradientCheckOptions opt;
@@ -347,8 +375,9 @@ TEST_CASE("DSG batch-shared: the next layer skips the channels the double mask z
     dense->forward({&net.blob("pool1")}, {&out2}, ctx);
     const std::vector<uint8_t>& mask = *conv2.dynamic_output_mask();
     const Tensor& y2 = net.blob("conv2");
+    const std::vector<double> tol = dense_tolerance(conv2.param(), conv2, net.blob("pool1"));
     for (int64_t i = 0; i < y2.count(); ++i)
-      if (mask[size_t(i)]) REQUIRE(y2.data()[i] == Approx(std::max(0.0f, out2.data()[i])).margin(1e-4));
+      if (mask[size_t(i)]) REQUIRE(std::fabs(y2.data()[i] - std::max(0.0f, out2.data()[i])) <= tol[size_t(i)]);
   }
 }
 
@@ -366,21 +395,32 @@ TEST_CASE("DSG row kernels (layers/dsg_select.cpp) against naive loops", "[dsg]"
   std::vector<float> out(size_t(rows) * keep), dx(size_t(rows) * d), dw(size_t(n) * d, 0.5f), db(size_t(n), 0.25f);
   dsg_forward_rows(x.data(), rows, d, w.data(), d, sel.data(), keep, out.data());
   dsg_backward_rows(x.data(), rows, d, w.data(), n, d, sel.data(), keep, g.data(), dx.data(), d, dw.data(), db.data());
+  // The oracle in double, with each sum's bound; dW and db accumulate onto their start values.
   std::vector<double> ref_dx(size_t(rows) * d, 0.0), ref_dw(size_t(n) * d, 0.5), ref_db(size_t(n), 0.25);
+  std::vector<ReductionBound> bound_dx(ref_dx.size()), bound_dw(ref_dw.size()), bound_db(ref_db.size());
+  for (auto& b : bound_dw) b.add(0.5);
+  for (auto& b : bound_db) b.add(0.25);
   for (int r = 0; r < rows; ++r)
     for (int j = 0; j < keep; ++j) {
       const int m = sel[size_t(r * keep + j)];
       double dot = 0;
-      for (int c = 0; c < d; ++c) dot += double(x[size_t(r * d + c)]) * w[size_t(m * d + c)];
-      REQUIRE(out[size_t(r * keep + j)] == Approx(dot).margin(1e-5));
+      ReductionBound bound;
+      for (int c = 0; c < d; ++c) {
+        dot += double(x[size_t(r * d + c)]) * w[size_t(m * d + c)];
+        bound.add(double(x[size_t(r * d + c)]) * w[size_t(m * d + c)]);
+      }
+      REQUIRE(std::fabs(out[size_t(r * keep + j)] - dot) <= bound.tolerance());
       const double gv = g[size_t(r * keep + j)];
       ref_db[size_t(m)] += gv;
+      bound_db[size_t(m)].add(gv);
       for (int c = 0; c < d; ++c) {
         ref_dx[size_t(r * d + c)] += gv * w[size_t(m * d + c)];
+        bound_dx[size_t(r * d + c)].add(gv * w[size_t(m * d + c)]);
         ref_dw[size_t(m * d + c)] += gv * x[size_t(r * d + c)];
+        bound_dw[size_t(m * d + c)].add(gv * x[size_t(r * d + c)]);
       }
     }
-  for (size_t i = 0; i < dx.size(); ++i) REQUIRE(dx[i] == Approx(ref_dx[i]).margin(1e-5));
-  for (size_t i = 0; i < dw.size(); ++i) REQUIRE(dw[i] == Approx(ref_dw[i]).margin(1e-5));
-  for (size_t i = 0; i < db.size(); ++i) REQUIRE(db[i] == Approx(ref_db[i]).margin(1e-5));
+  for (size_t i = 0; i < dx.size(); ++i) REQUIRE(std::fabs(dx[i] - ref_dx[i]) <= bound_dx[i].tolerance());
+  for (size_t i = 0; i < dw.size(); ++i) REQUIRE(std::fabs(dw[i] - ref_dw[i]) <= bound_dw[i].tolerance());
+  for (size_t i = 0; i < db.size(); ++i) REQUIRE(std::fabs(db[i] - ref_db[i]) <= bound_db[i].tolerance());
 }
