@@ -2,11 +2,14 @@
 # Trains one epoch (938 iterations at batch 64) of LeNet-300-100 and LeNet-5 with dsgtrain and the
 # same models with PyTorch (Debian's python3-torch), alternating, at 1 and 2 threads, and prints
 # images/s, the ratio and the GFLOP/s of the training step next to the machine's sgemm peak.
-#   scripts/bench_vs_torch.sh [BUILD_DIR] [REPEATS]
+# With BEFORE_DIR (a folder holding an earlier build's dsgtrain), that dsgtrain runs too, in the
+# same alternation, and a column gives after/before: a before-and-after comparison in one run.
+#   scripts/bench_vs_torch.sh [BUILD_DIR] [REPEATS] [BEFORE_DIR]
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$here/build}
 repeats=${2:-3}
+before=${3:-}
 iters=${ITERATIONS:-938}
 py=/usr/bin/python3
 dsgtrain=$build/dsgtrain
@@ -27,8 +30,8 @@ ts.sort(); print("%.1f" % (2 * 1024**3 / ts[2] / 1e9))
 PY
 }
 
-dsg_ips() {  # images/s of training reported by dsgtrain
-  "$dsgtrain" "$here/configs/$1.prototxt" --iterations "$iters" --threads "$2" --seed 1 --output "$out/$1" 2>&1 |
+dsg_ips() {  # images/s of training reported by dsgtrain ($3: another dsgtrain binary)
+  "${3:-$dsgtrain}" "$here/configs/$1.prototxt" --iterations "$iters" --threads "$2" --seed 1 --output "$out/$1" 2>&1 |
     sed -n 's/.*training (\([0-9.]*\) images\/s.*/\1/p' | tail -1
 }
 
@@ -44,13 +47,16 @@ torch_json() {
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
-printf "%-13s %7s %12s %12s %7s %11s %11s %10s\n" model threads "dsg img/s" "torch img/s" ratio "dsg GFLOP/s" "sgemm peak" "target"
+[ -z "$before" ] || [ -x "$before/dsgtrain" ] || { echo "bench: $before/dsgtrain not found" >&2; exit 1; }
+printf "%-13s %7s %12s %12s %7s %11s %11s %10s" model threads "dsg img/s" "torch img/s" ratio "dsg GFLOP/s" "sgemm peak" "target"
+[ -z "$before" ] && echo || printf " %12s %12s\n" "before img/s" "after/before"
 for threads in 1 2; do
   peak=$(sgemm_peak "$threads")
   for model in lenet300_100 lenet5; do
-    d=(); t=(); flops=0
+    d=(); t=(); b=(); flops=0
     for r in $(seq "$repeats"); do
       d+=("$(dsg_ips "$model" "$threads")")
+      [ -z "$before" ] || b+=("$(dsg_ips "$model" "$threads" "$before/dsgtrain")")
       j=$(torch_json "$model" "$threads")
       t+=("$($py -c 'import json,sys; print(json.loads(sys.argv[1])["images_per_sec"])' "$j")")
       flops=$($py -c 'import json,sys; print(json.loads(sys.argv[1])["train_step_flops_per_image"])' "$j")
@@ -59,6 +65,12 @@ for threads in 1 2; do
     ratio=$(awk -v a="$dm" -v b="$tm" 'BEGIN {printf "%.2f", a / b}')
     gf=$(awk -v a="$dm" -v f="$flops" 'BEGIN {printf "%.1f", a * f / 1e9}')
     ok=$(awk -v r="$ratio" 'BEGIN {print (r >= 1.5 ? "met" : "MISSED")}')
-    printf "%-13s %7s %12.0f %12.0f %7s %11s %11s %10s\n" "$model" "$threads" "$dm" "$tm" "${ratio}x" "$gf" "$peak" "1.5x $ok"
+    printf "%-13s %7s %12.0f %12.0f %7s %11s %11s %10s" "$model" "$threads" "$dm" "$tm" "${ratio}x" "$gf" "$peak" "1.5x $ok"
+    if [ -z "$before" ]; then
+      echo
+    else
+      bm=$(printf '%s\n' "${b[@]}" | median)
+      printf " %12.0f %12s\n" "$bm" "$(awk -v a="$dm" -v b="$bm" 'BEGIN {printf "%.3fx", a / b}')"
+    fi
   done
 done
