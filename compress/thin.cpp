@@ -81,56 +81,48 @@ void gather_blob(const Tensor& t, const std::vector<int>& rows, const std::vecto
   }
 }
 
-}  // namespace
-
-ThinnedModel thin_model(const ModelFile& model, const std::string& label) {
-  if (!model.has_net() || model.net().layer_size() == 0) throw Error("'" + label + "' holds no network definition");
-  if (model.param_size() == 0) throw Error("'" + label + "' holds no weights");
-  bool any_filter = false;  // checked before the net (and its data) is built
-  for (const PolicyState& ps : model.policy())
-    for (const auto& l : model.net().layer())
-      any_filter = any_filter || (l.name() == ps.layer() && ps.active() && ps.mask_size() > 0 &&
-                                  l.sparsity_param().granularity() == SparsityParameter::FILTER);
-  if (!any_filter)
-    throw Error("'" + label + "' holds no structured sparsity: no layer has an active FILTER-granularity policy, so "
-                "there is nothing to thin",
-                "train with sparsity_param { granularity: FILTER ... } on a Convolution or InnerProduct layer");
-  NetParameter param = model.net();
+// The TEST net of the snapshot, from its recorded data shapes, with its weights loaded.
+std::unique_ptr<Net> rebuild_test_net(const ModelFile& model, const std::string& label) {
   std::mt19937_64 rng(0);  // initial values are overwritten by the stored weights
-  std::unique_ptr<Net> built;
+  std::unique_ptr<Net> net;
   try {
-    built = std::make_unique<Net>(with_recorded_sources(param, model, TEST), TEST, rng);
+    net = std::make_unique<Net>(with_recorded_sources(model.net(), model, TEST), TEST, rng);
   } catch (const Error& e) {
     if (model.source_shape_size() > 0) throw;
     throw Error("'" + label + "': its net cannot be rebuilt without the dataset (the model records no data shapes; " +
                     "it was written by an older dsgtrain): " + e.what(),
                 "dsgcompress --thin measures them from the dataset (--data DIR)");
   }
-  Net& net = *built;
   try {
-    net.params_from_proto(model);
+    net->params_from_proto(model);
   } catch (const Error& e) {
     throw Error("'" + label + "': " + e.what(), e.hint());
   }
-  KeptMap plan = kept_filters(model, net);
-  if (plan.empty())
+  return net;
+}
+
+// What thinning removes: the kept output rows of each thinned layer, the kept inputs of their
+// consumers, and why the pruned layers that stay whole do.
+struct Plan {
+  KeptMap rows;
+  Walk walk;
+  std::map<std::string, std::string> notes;
+
+  void drop(const std::string& name, const std::string& why) {
+    if (rows.erase(name)) notes.emplace(name, why);
+  }
+};
+
+Plan plan_thinning(const ModelFile& model, const Net& net, const std::string& label) {
+  Plan plan;
+  plan.rows = kept_filters(model, net);
+  if (plan.rows.empty())
     throw Error("'" + label + "' holds no structured sparsity: its FILTER policies keep every filter, so there is "
                 "nothing to thin");
-  std::map<std::string, std::string> notes;
-  auto drop = [&](const std::string& name, const std::string& why) {
-    if (plan.erase(name)) notes.emplace(name, why);
-  };
-  for (auto it = plan.begin(); it != plan.end();) {
-    const ChannelFlow flow = net.layer_by_name(it->first)->channel_flow();
-    std::string why;
-    if (flow.groups != 1) why = "grouped convolution";
-    if (!flow.rows_are_outputs || flow.unit_axis != 1) why = "transposed InnerProduct or axis other than 1";
-    if (why.empty()) {
-      ++it;
-    } else {
-      notes.emplace(it->first, why);
-      it = plan.erase(it);
-    }
+  for (const auto& kv : KeptMap(plan.rows)) {
+    const ChannelFlow flow = net.layer_by_name(kv.first)->channel_flow();
+    if (!flow.rows_are_outputs || flow.unit_axis != 1) plan.drop(kv.first, "transposed InnerProduct or axis other than 1");
+    else if (flow.groups != 1) plan.drop(kv.first, "grouped convolution");
   }
   // Coupled layers: all thinned to the union of their kept channels, or none.
   const std::vector<CoupledGroup> groups = coupled_groups(net.graph());
@@ -139,17 +131,17 @@ ThinnedModel thin_model(const ModelFile& model, const std::string& label) {
     std::set<int> all;
     bool any = false, every = true;
     for (const auto& o : g.owners) {
-      auto it = plan.find(o);
-      any = any || it != plan.end();
-      every = every && it != plan.end();
-      if (it != plan.end()) all.insert(it->second.begin(), it->second.end());
+      auto it = plan.rows.find(o);
+      any = any || it != plan.rows.end();
+      every = every && it != plan.rows.end();
+      if (it != plan.rows.end()) all.insert(it->second.begin(), it->second.end());
     }
     if (!any) continue;
     const int64_t width = net.blob(net.layer_by_name(g.owners[0])->param().top(0)).shape(1);
     for (const auto& o : g.owners) {
-      if (!every) drop(o, "channel-coupled through Eltwise '" + g.eltwise + "' with a layer that is not thinned");
-      else if (int64_t(all.size()) >= width) drop(o, "channel-coupled layers keep every channel between them");
-      else plan[o].assign(all.begin(), all.end());
+      if (!every) plan.drop(o, "channel-coupled through Eltwise '" + g.eltwise + "' with a layer that is not thinned");
+      else if (int64_t(all.size()) >= width) plan.drop(o, "channel-coupled layers keep every channel between them");
+      else plan.rows[o].assign(all.begin(), all.end());
     }
   }
   auto partners = [&](const std::string& name) {
@@ -158,39 +150,28 @@ ThinnedModel thin_model(const ModelFile& model, const std::string& label) {
       if (std::find(g.owners.begin(), g.owners.end(), name) != g.owners.end()) out.insert(out.end(), g.owners.begin(), g.owners.end());
     return out;
   };
-  Walk w = walk(net, plan);
-  while (!w.blocked.empty()) {
-    for (const auto& kv : w.blocked)
-      for (const auto& name : partners(kv.first)) drop(name, kv.second);
-    w = walk(net, plan);
+  plan.walk = walk(net, plan.rows);
+  while (!plan.walk.blocked.empty()) {
+    for (const auto& kv : plan.walk.blocked)
+      for (const auto& name : partners(kv.first)) plan.drop(name, kv.second);
+    plan.walk = walk(net, plan.rows);
   }
+  return plan;
+}
 
-  ThinnedModel result;
-  NetParameter thin_net = param;
-  for (auto& layer : *thin_net.mutable_layer()) {
-    layer.clear_sparsity_param();
-    auto it = plan.find(layer.name());
-    if (it != plan.end()) net.layer_by_name(layer.name())->set_num_outputs(layer, int(it->second.size()));
-  }
-  result.solver = model.has_solver() ? model.solver() : SolverParameter();
-  result.solver.clear_schedule();
-  result.solver.clear_net();
-  result.solver.clear_train_net();
-  *result.solver.mutable_net_param() = thin_net;
-  *result.model.mutable_net() = thin_net;
-  *result.model.mutable_solver() = result.solver;
-  result.model.set_created_by("dsgcompress --thin");
-
+// The snapshot's parameters with the removed rows (thinned layers) and input columns (their
+// consumers) cut out.
+void write_thinned_params(const ModelFile& model, const Net& net, const Plan& plan, ModelFile* out_model) {
   static const std::vector<int> kAll;
   for (const ParamBlob& pb : model.param()) {
-    ParamBlob* out = result.model.add_param();
+    ParamBlob* out = out_model->add_param();
     *out = pb;
-    const bool rows = plan.count(pb.layer()) > 0, cols = w.inputs.count(pb.layer()) > 0;
+    const bool rows = plan.rows.count(pb.layer()) > 0, cols = plan.walk.inputs.count(pb.layer()) > 0;
     if (!rows && !cols) continue;
     const Layer& l = *net.layer_by_name(pb.layer());
     const Tensor& t = *l.blobs()[size_t(pb.index())];
-    const std::vector<int>& r = rows ? plan.at(pb.layer()) : kAll;
-    const std::vector<int>& c = cols ? w.inputs.at(pb.layer()) : kAll;
+    const std::vector<int>& r = rows ? plan.rows.at(pb.layer()) : kAll;
+    const std::vector<int>& c = cols ? plan.walk.inputs.at(pb.layer()) : kAll;
     const std::vector<int> weights = l.weight_blobs();
     if (std::find(weights.begin(), weights.end(), pb.index()) == weights.end()) {  // the bias: one entry per output
       if (rows) gather_blob(t, r, {}, 1, {int(r.size())}, out->mutable_blob());
@@ -201,34 +182,73 @@ ThinnedModel thin_model(const ModelFile& model, const std::string& label) {
     if (cols) shape[1] = int(c.size());
     gather_blob(t, r, c, t.count(2), shape, out->mutable_blob());  // a column block: one input channel's kh kw
   }
+}
 
-  for (const auto& lp : net.layers()) {
-    const Layer& l = *lp;
-    const ChannelFlow flow = l.channel_flow();
-    if (flow.kind != ChannelFlow::kProducer || l.blobs().empty()) continue;
-    ThinLayer row;
-    row.name = l.name();
-    row.type = l.type();
-    const Tensor& wt = *l.blobs()[0];
-    const Tensor& y = net.blob(l.param().top(0));
-    const bool conv = flow.inputs == ChannelFlow::kChannels;
-    const int64_t outputs = flow.rows_are_outputs ? wt.shape(0) : wt.shape(1);
-    auto it = plan.find(l.name());
-    auto in = w.inputs.find(l.name());
-    row.outputs_before = outputs;
-    row.outputs_after = it == plan.end() ? outputs : int64_t(it->second.size());
-    const int64_t fan_in = wt.count() / outputs;  // (C / group) kh kw, or K
-    const int64_t block = wt.count(2);
-    const int64_t fan_in_after = in == w.inputs.end() ? fan_in : int64_t(in->second.size()) * block;
-    const int64_t bias = l.blobs().size() > 1 ? 1 : 0;
-    row.params_before = outputs * (fan_in + bias);
-    row.params_after = row.outputs_after * (fan_in_after + bias);
-    const int64_t positions = conv ? y.count(2) * int64_t(l.param().top_size()) : y.count(1, y.num_axes() - 1);
-    row.macs_before = positions * outputs * fan_in;
-    row.macs_after = positions * row.outputs_after * fan_in_after;
-    if (notes.count(l.name())) row.note = "not thinned: " + notes.at(l.name());
-    result.thinned_layers += it != plan.end();
-    result.layers.push_back(row);
+// The report row of a weight layer: outputs, parameters and MACs before and after.
+ThinLayer report_row(const Layer& l, const Net& net, const Plan& plan) {
+  const ChannelFlow flow = l.channel_flow();
+  ThinLayer row;
+  row.name = l.name();
+  row.type = l.type();
+  const Tensor& wt = *l.blobs()[0];
+  const Tensor& y = net.blob(l.param().top(0));
+  const int64_t outputs = flow.rows_are_outputs ? wt.shape(0) : wt.shape(1);
+  auto it = plan.rows.find(l.name());
+  auto in = plan.walk.inputs.find(l.name());
+  row.outputs_before = outputs;
+  row.outputs_after = it == plan.rows.end() ? outputs : int64_t(it->second.size());
+  const int64_t fan_in = wt.count() / outputs;  // (C / group) kh kw, or K
+  const int64_t fan_in_after = in == plan.walk.inputs.end() ? fan_in : int64_t(in->second.size()) * wt.count(2);
+  const int64_t bias = l.blobs().size() > 1 ? 1 : 0;
+  row.params_before = outputs * (fan_in + bias);
+  row.params_after = row.outputs_after * (fan_in_after + bias);
+  const bool conv = flow.inputs == ChannelFlow::kChannels;
+  const int64_t positions = conv ? y.count(2) * int64_t(l.param().top_size()) : y.count(1, y.num_axes() - 1);
+  row.macs_before = positions * outputs * fan_in;
+  row.macs_after = positions * row.outputs_after * fan_in_after;
+  if (plan.notes.count(l.name())) row.note = "not thinned: " + plan.notes.at(l.name());
+  return row;
+}
+
+}  // namespace
+
+ThinnedModel thin_model(const ModelFile& model, const std::string& label) {
+  if (!model.has_net() || model.net().layer_size() == 0) throw Error("'" + label + "' holds no network definition");
+  if (model.param_size() == 0) throw Error("'" + label + "' holds no weights");
+  bool any_filter = false;  // checked before the net is built
+  for (const PolicyState& ps : model.policy())
+    for (const auto& l : model.net().layer())
+      any_filter = any_filter || (l.name() == ps.layer() && ps.active() && ps.mask_size() > 0 &&
+                                  l.sparsity_param().granularity() == SparsityParameter::FILTER);
+  if (!any_filter)
+    throw Error("'" + label + "' holds no structured sparsity: no layer has an active FILTER-granularity policy, so "
+                "there is nothing to thin",
+                "train with sparsity_param { granularity: FILTER ... } on a Convolution or InnerProduct layer");
+  const std::unique_ptr<Net> net = rebuild_test_net(model, label);
+  const Plan plan = plan_thinning(model, *net, label);
+
+  ThinnedModel result;
+  NetParameter thin_net = model.net();
+  for (auto& layer : *thin_net.mutable_layer()) {
+    layer.clear_sparsity_param();
+    auto it = plan.rows.find(layer.name());
+    if (it != plan.rows.end()) net->layer_by_name(layer.name())->set_num_outputs(layer, int(it->second.size()));
+  }
+  result.solver = model.has_solver() ? model.solver() : SolverParameter();
+  result.solver.clear_schedule();
+  result.solver.clear_net();
+  result.solver.clear_train_net();
+  *result.solver.mutable_net_param() = thin_net;
+  *result.model.mutable_net() = thin_net;
+  *result.model.mutable_solver() = result.solver;
+  *result.model.mutable_source_shape() = model.source_shape();
+  result.model.set_created_by("dsgcompress --thin");
+  write_thinned_params(model, *net, plan, &result.model);
+
+  for (const auto& l : net->layers()) {
+    if (l->channel_flow().kind != ChannelFlow::kProducer || l->blobs().empty()) continue;
+    result.layers.push_back(report_row(*l, *net, plan));
+    result.thinned_layers += plan.rows.count(l->name()) > 0;
   }
   return result;
 }
