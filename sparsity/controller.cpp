@@ -30,15 +30,24 @@ auto create_validated(const Registry& registry, const std::string& name, const P
 SparsityController::SparsityController(Net& net, const SolverParameter& solver, int64_t samples_per_iter,
                                        int64_t train_set_size)
     : net_(net) {
-  bool first_conv_seen = false;
+  create_quantizers();
+  create_policies();
+  for (const auto& layer : net.layers())
+    if (layer->param().has_structured_backward_param()) sparse_backward_.push_back(layer.get());
+  if (!resolve_schedule(solver, samples_per_iter, train_set_size)) return;
+  check_everything_fires(solver.max_iter());
+  validate_structure(net_, policies_);
+}
+
+void SparsityController::create_quantizers() {
   // TTQ leaves the first and last weight layers full precision by default (Zhu et al.).
   std::string first_weighted, last_weighted;
-  for (const auto& layer : net.layers()) {
+  for (const auto& layer : net_.layers()) {
     if (layer->channel_flow().kind != ChannelFlow::kProducer) continue;
     if (first_weighted.empty()) first_weighted = layer->name();
     last_weighted = layer->name();
   }
-  for (const auto& layer : net.layers()) {
+  for (const auto& layer : net_.layers()) {
     if (!layer->param().has_quant_param()) continue;
     const QuantizationParameter& qp = layer->param().quant_param();
     if (qp.method() == QuantizationParameter::TTQ && !qp.force() &&
@@ -50,7 +59,11 @@ SparsityController::SparsityController(Net& net, const SolverParameter& solver, 
     }
     quantizers_.push_back(create_validated(quantizer_registry(), quantizer_name(qp.method()), qp, *layer));
   }
-  for (const auto& layer : net.layers()) {
+}
+
+void SparsityController::create_policies() {
+  bool first_conv_seen = false;
+  for (const auto& layer : net_.layers()) {
     const ChannelFlow flow = layer->channel_flow();
     const bool convolution = flow.kind == ChannelFlow::kProducer && flow.inputs == ChannelFlow::kChannels;
     const bool is_first_conv = convolution && !first_conv_seen;
@@ -73,16 +86,17 @@ SparsityController::SparsityController(Net& net, const SolverParameter& solver, 
     policies_.push_back(create_validated(policy_registry(), sp.policy(), sp, *layer));
   }
   gradual_start_.assign(policies_.size(), 0.0f);
+}
 
-  for (const auto& layer : net.layers())
-    if (layer->param().has_structured_backward_param()) sparse_backward_.push_back(layer.get());
+// Resolves the schedule's phases to iterations; false when there is nothing to schedule.
+bool SparsityController::resolve_schedule(const SolverParameter& solver, int64_t samples_per_iter, int64_t train_set_size) {
   const auto& spec = solver.schedule();
   if (empty()) {
     if (spec.phase_size() > 0)
       throw Error("the solver has a sparsity schedule but no layer has a sparsity_param or quant_param");
-    return;
+    return false;
   }
-  if (spec.phase_size() == 0 && policies_.empty() && quantizers_.empty()) return;  // sparse backward always on
+  if (spec.phase_size() == 0 && policies_.empty() && quantizers_.empty()) return false;  // sparse backward always on
   if (spec.phase_size() == 0) {
     if (!policies_.empty())
       throw Error("layer '" + policies_[0]->layer_name() + "' has a sparsity_param but the solver has no schedule",
@@ -135,6 +149,10 @@ SparsityController::SparsityController(Net& net, const SolverParameter& solver, 
       log_warn(strfmt("sparsity schedule phase %zu starts at iteration %d, after training ends (max_iter %d)", i,
                       phases_[i].start, max_iter));
   }
+  return true;
+}
+
+void SparsityController::check_everything_fires(int max_iter) const {
   // Every policy must fire (be pruned by a PRUNE or GRADUAL phase) before max_iter.
   for (const auto& pol : policies_) {
     bool fires = false;
@@ -152,9 +170,7 @@ SparsityController::SparsityController(Net& net, const SolverParameter& solver, 
     if (!fires)
       throw Error("the quantizer of layer '" + q->layer_name() + "' never fires: no QUANTIZE phase that drives it starts before max_iter (" +
                   std::to_string(max_iter) + ")");
-  }
-  validate_structure(net_, policies_);
-}
+  }}
 
 bool SparsityController::drives(const Phase& phase, const std::string& layer) const {
   if (phase.spec.layer_size() == 0) return true;

@@ -56,6 +56,11 @@ class SparsityController : public TrainingHooks {
   const std::vector<Phase>& phases() const { return phases_; }
 
  private:
+  void create_quantizers();
+  void create_policies();
+  bool resolve_schedule(const SolverParameter& solver, int64_t samples_per_iter, int64_t train_set_size);
+  // Throws when a policy or quantizer is driven by no phase that starts before max_iter.
+  void check_everything_fires(int max_iter) const;
   bool drives(const Phase& phase, const std::string& layer) const;
   bool drives(const Phase& phase, const SparsityPolicy& policy) const { return drives(phase, policy.layer_name()); }
   void prune_driven(const Phase& phase, const std::vector<float>& targets);
