@@ -63,7 +63,8 @@ class ConvolutionLayer : public Layer {
   }
   bool supports(DeviceType device, LayerMode mode) const override {
     return device == DeviceType::CPU && (mode == LayerMode::kDense || mode == LayerMode::kActiveOutputs ||
-                                         mode == LayerMode::kActiveInputs || mode == LayerMode::kWeightOperator);
+                                         mode == LayerMode::kActiveInputs || mode == LayerMode::kWeightOperator ||
+                                         mode == LayerMode::kDynamicSelection);
   }
   void set_num_outputs(LayerParameter& param, int outputs) const override {
     param.mutable_convolution_param()->set_num_output(uint32_t(outputs));

@@ -59,7 +59,7 @@ class InnerProductLayer : public Layer {
     if (device != DeviceType::CPU) return false;
     if (mode == LayerMode::kActiveOutputs || mode == LayerMode::kActiveInputs)
       return !param_.inner_product_param().transpose();
-    return mode == LayerMode::kDense || mode == LayerMode::kWeightOperator;
+    return mode == LayerMode::kDense || mode == LayerMode::kWeightOperator || mode == LayerMode::kDynamicSelection;
   }
   void set_num_outputs(LayerParameter& param, int outputs) const override {
     param.mutable_inner_product_param()->set_num_output(uint32_t(outputs));

@@ -21,6 +21,9 @@ class UnitDropLayer : public Layer {
   int exact_num_tops() const override { return 1; }
   bool allows_in_place() const override { return true; }
   bool drops_units() const override { return true; }
+  bool supports(DeviceType device, LayerMode mode) const override {
+    return device == DeviceType::CPU && (mode == LayerMode::kDense || mode == LayerMode::kDynamicSelection);
+  }
 
   bool sample_dynamic_structure(const Context& ctx) override {
     train_ = ctx.phase == TRAIN;

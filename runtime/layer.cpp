@@ -22,8 +22,9 @@ void Layer::check_arity(const TensorVec& bottom, const TensorVec& top) const {
 
 const char* layer_mode_name(LayerMode mode) {
   static const char* const names[] = {"dense", "active outputs (structured sparsity)", "active inputs (known-zero inputs)",
-                                      "weight operator (compressed weights)", "fixed point", "sparse backward"};
-  static_assert(sizeof(names) / sizeof(names[0]) == size_t(LayerMode::kSparseBackward) + 1,
+                                      "weight operator (compressed weights)", "fixed point", "sparse backward",
+                                      "dynamic selection"};
+  static_assert(sizeof(names) / sizeof(names[0]) == size_t(LayerMode::kDynamicSelection) + 1,
                 "one name per LayerMode");
   return names[size_t(mode)];
 }
@@ -35,6 +36,8 @@ std::vector<LayerMode> Layer::modes_in_use() const {
   if (weight_operator_) modes.push_back(LayerMode::kWeightOperator);
   if (param_.has_fixed_point_param()) modes.push_back(LayerMode::kFixedPoint);
   if (param_.has_structured_backward_param()) modes.push_back(LayerMode::kSparseBackward);
+  if (param_.has_dsg_param() || param_.has_approx_dropout_param() || drops_units())
+    modes.push_back(LayerMode::kDynamicSelection);
   return modes;
 }
 

@@ -67,6 +67,8 @@ enum class LayerMode {
   kWeightOperator,  // multiplies through an installed WeightOperator (compressed inference)
   kFixedPoint,      // simulates fixed_point_param
   kSparseBackward,  // structured_backward_param (structurally sparse gate gradients)
+  kDynamicSelection,  // chooses per pass what to compute: DSG (dsg_param), synapse or unit dropping
+                      // patterns (approx_dropout_param, ApproxDropout / FeatureMapDropout layers)
 };
 const char* layer_mode_name(LayerMode mode);
 
