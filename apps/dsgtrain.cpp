@@ -54,6 +54,38 @@ std::string format_eta(double seconds) {
   return s >= 3600 ? strfmt("%ld:%02ld:%02ld", s / 3600, (s / 60) % 60, s % 60) : strfmt("%02ld:%02ld", s / 60, s % 60);
 }
 
+// One metrics.jsonl row: a test's outputs, throughput and the training net's cost.
+std::string metrics_line(const TestReport& r) {
+  std::string line = strfmt("{\"iteration\": %d, \"epoch\": %s, \"train_loss\": %s, \"test_loss\": %s", r.iter,
+                            json_number(r.epoch).c_str(), json_number(r.train_loss).c_str(), json_number(r.loss).c_str());
+  for (const auto& kv : r.outputs) line += ", \"" + kv.first + "\": " + json_number(kv.second);
+  line += ", \"images_per_sec\": " + json_number(r.images_per_sec);
+  const NetCost& c = r.train_cost;
+  if (c.dense_forward_macs > 0)
+    line += ", \"train_macs_dense\": " + json_number(c.dense_training_ops()) + ", \"train_macs\": " +
+            json_number(c.training_ops()) + ", \"search_ops\": " + json_number(c.search_ops) +
+            ", \"inference_macs_dense\": " + json_number(c.dense_forward_macs) + ", \"inference_macs\": " +
+            json_number(c.inference_ops()) + ", \"activation_bytes\": " + json_number(c.activation_bytes()) +
+            ", \"activation_zvc_bytes\": " + json_number(c.activation_zvc_bytes());
+  return line + "}";
+}
+
+// --profile: per-layer wall-clock of the training passes (milliseconds per pass, tests excluded).
+void log_layer_times(const Net& net) {
+  double total_f = 0, total_b = 0;
+  log_info("Layer times of the training net (ms per iteration: forward, backward):");
+  for (size_t i = 0; i < net.layers().size(); ++i) {
+    const Net::LayerTime& t = net.layer_times()[i];
+    const double f = t.forwards ? 1e3 * t.forward_s / double(t.forwards) : 0.0;
+    const double b = t.backwards ? 1e3 * t.backward_s / double(t.backwards) : 0.0;
+    total_f += f;
+    total_b += b;
+    log_info(strfmt("    %-24s %-16s forward %9.3f ms  backward %9.3f ms", net.layers()[i]->name().c_str(),
+                    net.layers()[i]->type(), f, b));
+  }
+  log_info(strfmt("    %-24s %-16s forward %9.3f ms  backward %9.3f ms", "total", "", total_f, total_b));
+}
+
 int run(const Options& opt) {
   LoadedConfig config = load_solver_config(opt.config);
   SolverParameter& solver_param = config.solver;
@@ -113,20 +145,7 @@ int run(const Options& opt) {
   std::ofstream metrics(metrics_path, opt.resume.empty() ? std::ios::trunc : std::ios::app);
   if (!metrics) throw Error("cannot write " + metrics_path);
   solver.on_test = [&](const TestReport& r) {
-    std::string line = strfmt("{\"iteration\": %d, \"epoch\": %s, \"train_loss\": %s, \"test_loss\": %s", r.iter,
-                              json_number(r.epoch).c_str(), json_number(r.train_loss).c_str(),
-                              json_number(r.loss).c_str());
-    for (const auto& kv : r.outputs) line += ", \"" + kv.first + "\": " + json_number(kv.second);
-    line += ", \"images_per_sec\": " + json_number(r.images_per_sec);
-    const NetCost& c = r.train_cost;
-    if (c.dense_forward_macs > 0)
-      line += ", \"train_macs_dense\": " + json_number(c.dense_training_ops()) + ", \"train_macs\": " +
-              json_number(c.training_ops()) + ", \"search_ops\": " + json_number(c.search_ops) +
-              ", \"inference_macs_dense\": " + json_number(c.dense_forward_macs) + ", \"inference_macs\": " +
-              json_number(c.inference_ops()) + ", \"activation_bytes\": " + json_number(c.activation_bytes()) +
-              ", \"activation_zvc_bytes\": " + json_number(c.activation_zvc_bytes());
-    line += "}";
-    metrics << line << "\n";
+    metrics << metrics_line(r) << "\n";
     metrics.flush();
   };
 
@@ -151,22 +170,7 @@ int run(const Options& opt) {
   if (opt.profile) solver.train_net().set_profiling(true);
   solver.solve();
   if (tty) set_progress_line_active(false);
-  if (opt.profile) {
-    // Per-layer wall-clock of the training passes (milliseconds per pass, tests excluded).
-    const Net& net = solver.train_net();
-    double total_f = 0, total_b = 0;
-    log_info("Layer times of the training net (ms per iteration: forward, backward):");
-    for (size_t i = 0; i < net.layers().size(); ++i) {
-      const Net::LayerTime& t = net.layer_times()[i];
-      const double f = t.forwards ? 1e3 * t.forward_s / double(t.forwards) : 0.0;
-      const double b = t.backwards ? 1e3 * t.backward_s / double(t.backwards) : 0.0;
-      total_f += f;
-      total_b += b;
-      log_info(strfmt("    %-24s %-16s forward %9.3f ms  backward %9.3f ms", net.layers()[i]->name().c_str(),
-                      net.layers()[i]->type(), f, b));
-    }
-    log_info(strfmt("    %-24s %-16s forward %9.3f ms  backward %9.3f ms", "total", "", total_f, total_b));
-  }
+  if (opt.profile) log_layer_times(solver.train_net());
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() -
                 solver.overhead_seconds();
   log_info(strfmt("Trained %d iterations in %.2f s of training (%.0f images/s, tests and snapshots excluded); "
