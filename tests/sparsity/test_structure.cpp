@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <random>
@@ -419,8 +420,15 @@ TEST_CASE("filter pruning trains through the Solver and the thinned model reprod
   CHECK(ip1.active_outputs().size() == 16);
   CHECK(s.test_net()->layer_by_name("ip2")->active_inputs() == ip1.active_outputs());
 
-  ThinnedModel thin = thin_model(read_model_file(s.last_snapshot()), s.last_snapshot());
+  // Thinning needs no dataset: the snapshot records the data layers' shapes.
+  const ModelFile snapshot = read_model_file(s.last_snapshot());
+  CHECK(snapshot.source_shape_size() == 2);  // the TRAIN and TEST data layers
+  std::filesystem::rename(dir.file("train-images-idx3-ubyte"), dir.file("moved-train"));
+  std::filesystem::rename(dir.file("t10k-images-idx3-ubyte"), dir.file("moved-test"));
+  ThinnedModel thin = thin_model(snapshot, s.last_snapshot());
   CHECK(thin.thinned_layers == 2);
+  std::filesystem::rename(dir.file("moved-train"), dir.file("train-images-idx3-ubyte"));
+  std::filesystem::rename(dir.file("moved-test"), dir.file("t10k-images-idx3-ubyte"));
   std::mt19937_64 rng(0);
   REQUIRE_FALSE(thin.solver.net_param().layer(2).has_sparsity_param());
   CHECK_FALSE(thin.solver.has_schedule());
