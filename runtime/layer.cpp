@@ -29,23 +29,36 @@ const char* layer_mode_name(LayerMode mode) {
   return names[size_t(mode)];
 }
 
-std::vector<LayerMode> Layer::modes_in_use() const {
-  std::vector<LayerMode> modes{LayerMode::kDense};
-  if (!active_outputs_.empty()) modes.push_back(LayerMode::kActiveOutputs);
-  if (!active_inputs_.empty()) modes.push_back(LayerMode::kActiveInputs);
-  if (weight_operator_) modes.push_back(LayerMode::kWeightOperator);
-  if (param_.has_fixed_point_param()) modes.push_back(LayerMode::kFixedPoint);
-  if (param_.has_structured_backward_param()) modes.push_back(LayerMode::kSparseBackward);
+uint32_t Layer::mode_bits() const {
+  auto bit = [](LayerMode m) { return uint32_t(1) << unsigned(m); };
+  uint32_t bits = bit(LayerMode::kDense);
+  if (!active_outputs_.empty()) bits |= bit(LayerMode::kActiveOutputs);
+  if (!active_inputs_.empty()) bits |= bit(LayerMode::kActiveInputs);
+  if (weight_operator_) bits |= bit(LayerMode::kWeightOperator);
+  if (param_.has_fixed_point_param()) bits |= bit(LayerMode::kFixedPoint);
+  if (param_.has_structured_backward_param()) bits |= bit(LayerMode::kSparseBackward);
   if (param_.has_dsg_param() || param_.has_approx_dropout_param() || drops_units())
-    modes.push_back(LayerMode::kDynamicSelection);
+    bits |= bit(LayerMode::kDynamicSelection);
+  return bits;
+}
+
+std::vector<LayerMode> Layer::modes_in_use() const {
+  std::vector<LayerMode> modes;
+  const uint32_t bits = mode_bits();
+  for (unsigned m = 0; m <= unsigned(LayerMode::kDynamicSelection); ++m)
+    if (bits >> m & 1u) modes.push_back(LayerMode(m));
   return modes;
 }
 
+// Runs before every forward and backward, so it does not allocate.
 void Layer::check_device(const Context& ctx) const {
-  for (LayerMode mode : modes_in_use())
-    if (!supports(ctx.device.type, mode))
+  const uint32_t bits = mode_bits();
+  for (unsigned m = 0; m <= unsigned(LayerMode::kDynamicSelection); ++m) {
+    const LayerMode mode = LayerMode(m);
+    if ((bits >> m & 1u) && !supports(ctx.device.type, mode))
       throw Error(where() + "has no " + (mode == LayerMode::kDense ? std::string("") : std::string(layer_mode_name(mode)) + " ") +
                   "implementation for device " + ctx.device.name());
+  }
 }
 
 void Layer::set_num_outputs(LayerParameter& param, int outputs) const {

@@ -218,6 +218,8 @@ class Layer {
  private:
   void check_arity(const TensorVec& bottom, const TensorVec& top) const;
   void check_device(const Context& ctx) const;
+  // One bit per LayerMode in use (bit m = LayerMode(m)).
+  uint32_t mode_bits() const;
 
   uint32_t key_ = 0;
   std::vector<bool> param_propagate_down_;
