@@ -12,6 +12,7 @@
 #include <fstream>
 #include <set>
 
+#include "runtime/batch_source.hpp"
 #include "runtime/error.hpp"
 
 namespace dsg {
@@ -47,13 +48,14 @@ void put_le64(std::string& s, uint64_t v) {
   for (int k = 0; k < 8; ++k) s.push_back(char((v >> (8 * k)) & 0xff));
 }
 
-// How the exporter treats a layer.
+// How the exporter treats a layer (decided from the layer's description and the op mapping).
 enum class Kind {
-  Input,        // Input / Data: its tops may become graph inputs
-  Drop,         // Accuracy, loss layers: no node; consuming their tops is an error
-  SoftmaxLoss,  // SoftmaxWithLoss: a Softmax on the scores
-  Alias,        // Split, Dropout: the tops are the bottom's value
-  FoldedBN,     // BatchNorm folded into the following Scale
+  Input,       // data layers (Layer::is_data_layer: Input, Data): their tops may become graph inputs
+  Drop,        // metrics (Layer::label_scoring: Accuracy) and losses without an op mapping: no node;
+               // consuming their tops is an error
+  LossOutput,  // a loss with an op mapping (SoftmaxWithLoss): its output without the loss (a Softmax)
+  Alias,       // the op mapping says no node (Split, Dropout): the tops are the bottom's value
+  FoldedBN,    // BatchNorm folded into the following Scale
   Normal,
 };
 
@@ -92,20 +94,56 @@ class Exporter {
   }
 
  private:
+  // ---- the op mapping: which ONNX nodes a DSG layer type becomes ---------------------------------
+  using Emit = void (Exporter::*)(int);
+  struct OpMapping {
+    Emit emit = nullptr;  // emits layer i's nodes (nullptr for an alias)
+    bool alias = false;   // no node: the tops are the bottom's value (ONNX values may fan out)
+  };
+  static const std::map<std::string, OpMapping>& op_mappings() {
+    static const std::map<std::string, OpMapping> m = {
+        {"Convolution", {&Exporter::convolution}},
+        {"InnerProduct", {&Exporter::inner_product}},
+        {"Pooling", {&Exporter::pooling}},
+        {"ReLU", {&Exporter::relu}},
+        {"Sigmoid", {&Exporter::sigmoid}},
+        {"TanH", {&Exporter::tan_h}},
+        {"Softmax", {&Exporter::softmax}},
+        {"SoftmaxWithLoss", {&Exporter::softmax_loss}},
+        {"BatchNorm", {&Exporter::batch_norm_alone}},
+        {"Scale", {&Exporter::scale_or_folded_bn}},
+        {"Eltwise", {&Exporter::eltwise}},
+        {"Concat", {&Exporter::concat}},
+        {"Flatten", {&Exporter::flatten}},
+        {"Reshape", {&Exporter::reshape}},
+        {"Split", {nullptr, true}},
+        {"Dropout", {nullptr, true}},
+    };
+    return m;
+  }
+  // The layer's op mapping, or nullptr when its type has none.
+  static const OpMapping* op_mapping(const Layer& l) {
+    auto it = op_mappings().find(l.type());
+    return it == op_mappings().end() ? nullptr : &it->second;
+  }
+  static bool emitted_by(const Layer& l, Emit emit) {
+    const OpMapping* op = op_mapping(l);
+    return op && op->emit == emit;
+  }
+
   // ---- planning ---------------------------------------------------------------------------------
   void classify() {
     const int n = int(layers_.size());
     kinds_.assign(size_t(n), Kind::Normal);
     for (int i = 0; i < n; ++i) {
       const Layer& l = *layers_[i];
-      const std::string type = l.type();
+      const OpMapping* op = op_mapping(l);
       Kind k = Kind::Normal;
-      if (l.is_data_layer() || type == "Input" || type == "Data") k = Kind::Input;
-      else if (type == "Accuracy") k = Kind::Drop;
-      else if (type == "SoftmaxWithLoss") k = Kind::SoftmaxLoss;
-      else if (type.size() >= 4 && type.compare(type.size() - 4, 4, "Loss") == 0) k = Kind::Drop;
-      else if (type == "Split" || type == "Dropout") k = Kind::Alias;
-      else if (type == "BatchNorm" && can_fold(i)) k = Kind::FoldedBN;
+      if (l.is_data_layer()) k = Kind::Input;
+      else if (l.default_loss_weight(0) != 0.0f) k = op ? Kind::LossOutput : Kind::Drop;
+      else if (l.label_scoring()) k = Kind::Drop;
+      else if (op && op->alias) k = Kind::Alias;
+      else if (emitted_by(l, &Exporter::batch_norm_alone) && can_fold(i)) k = Kind::FoldedBN;
       kinds_[i] = k;
       for (const auto& t : l.param().top()) reserved_.insert(t);
     }
@@ -114,7 +152,7 @@ class Exporter {
       const LayerParameter& lp = layers_[i]->param();
       if (kinds_[i] == Kind::Normal)
         for (const auto& t : lp.top()) last_writer_[t] = i;
-      else if (kinds_[i] == Kind::SoftmaxLoss && lp.top_size() > 1)
+      else if (kinds_[i] == Kind::LossOutput && lp.top_size() > 1)
         last_writer_[lp.top(1)] = i;
     }
   }
@@ -124,7 +162,7 @@ class Exporter {
     if (i + 1 >= int(layers_.size())) return false;
     const Layer& bn = *layers_[i];
     const Layer& sc = *layers_[i + 1];
-    if (std::string(sc.type()) != "Scale" || sc.param().bottom_size() != 1 || bn.param().top_size() != 1 ||
+    if (!emitted_by(sc, &Exporter::scale_or_folded_bn) || sc.param().bottom_size() != 1 || bn.param().top_size() != 1 ||
         sc.param().bottom(0) != bn.param().top(0) || sc.blobs().empty())
       return false;
     const Tensor& x = net_.blob(bn.param().top(0));
@@ -189,7 +227,7 @@ class Exporter {
           continue;
         }
         case Kind::Drop: break;
-        case Kind::SoftmaxLoss: use(lp.bottom(0)); break;
+        case Kind::LossOutput: use(lp.bottom(0)); break;
         case Kind::FoldedBN:
         case Kind::Normal:
           for (const auto& b : lp.bottom()) use(b);
@@ -359,7 +397,6 @@ class Exporter {
   void emit(int i) {
     const Layer& l = *layers_[i];
     const LayerParameter& lp = l.param();
-    const std::string type = l.type();
     switch (kinds_[i]) {
       case Kind::Input:
         for (const auto& t : lp.top()) {
@@ -392,55 +429,17 @@ class Exporter {
         return;
       }
       case Kind::FoldedBN: return;  // emitted with the Scale that follows
-      case Kind::SoftmaxLoss: return softmax_loss(i);
+      case Kind::LossOutput:
       case Kind::Normal: break;
     }
-    if (type == "Convolution") return convolution(i);
-    if (type == "InnerProduct") return inner_product(i);
-    if (type == "Pooling") return pooling(i);
-    if (type == "ReLU") {
-      const float slope = lp.relu_param().negative_slope();
-      const std::string x = resolve(i, 0), y = top_value(i, 0);
-      if (slope == 0.0f) {
-        node("Relu", {x}, {y}, l.name());
-      } else {
-        attr_f(node("LeakyRelu", {x}, {y}, l.name()), "alpha", slope);
-      }
-      return define(lp.top(0), y);
-    }
-    if (type == "Sigmoid" || type == "TanH") {
-      const std::string x = resolve(i, 0), y = top_value(i, 0);
-      node(type == "Sigmoid" ? "Sigmoid" : "Tanh", {x}, {y}, l.name());
-      return define(lp.top(0), y);
-    }
-    if (type == "Softmax") {
-      const std::string x = resolve(i, 0), y = top_value(i, 0);
-      softmax_node(i, x, y, lp.softmax_param().axis());
-      return define(lp.top(0), y);
-    }
-    if (type == "BatchNorm") return batch_norm(i, -1);
-    if (type == "Scale") {
-      if (i > 0 && kinds_[i - 1] == Kind::FoldedBN) return batch_norm(i - 1, i);
-      return scale(i);
-    }
-    if (type == "Eltwise") return eltwise(i);
-    if (type == "Concat") {
-      const Tensor& x = net_.blob(lp.bottom(0));
-      const auto& cp = lp.concat_param();
-      const int axis = canonical(cp.has_concat_dim() ? int(cp.concat_dim()) : cp.axis(), x.num_axes(), l, "axis");
-      std::vector<std::string> in;
-      for (int b = 0; b < lp.bottom_size(); ++b) in.push_back(resolve(i, b));
-      const std::string y = top_value(i, 0);
-      attr(node("Concat", in, {y}, l.name()), "axis", int64_t(axis));
-      return define(lp.top(0), y);
-    }
-    if (type == "Flatten") return flatten(i);
-    if (type == "Reshape") return reshape(i);
-    fail(l, "no ONNX mapping for layer type '" + type + "'");
+    const OpMapping* op = op_mapping(l);
+    if (!op) fail(l, "no ONNX mapping for layer type '" + std::string(l.type()) + "'");
+    (this->*op->emit)(i);
   }
 
+  // A data layer fed from a dataset (a BatchSource) documents the transform its input has had.
   std::string input_doc(const Layer& l) const {
-    if (std::string(l.type()) != "Data") return "";
+    if (!dynamic_cast<const BatchSource*>(&l)) return "";
     const auto& tp = l.param().transform_param();
     std::string doc = "DSG Data layer '" + l.name() + "': the graph takes transformed values (pixel";
     if (tp.mean_value_size() > 0) {
@@ -451,6 +450,47 @@ class Exporter {
     doc += strfmt(") * %g", double(tp.scale()));
     if (tp.crop_size() > 0) doc += strfmt(", center crop %u", tp.crop_size());
     return doc;
+  }
+
+  void relu(int i) {
+    const Layer& l = *layers_[i];
+    const float slope = l.param().relu_param().negative_slope();
+    const std::string x = resolve(i, 0), y = top_value(i, 0);
+    if (slope == 0.0f) {
+      node("Relu", {x}, {y}, l.name());
+    } else {
+      attr_f(node("LeakyRelu", {x}, {y}, l.name()), "alpha", slope);
+    }
+    define(l.param().top(0), y);
+  }
+
+  void unary(int i, const char* op) {
+    const Layer& l = *layers_[i];
+    const std::string x = resolve(i, 0), y = top_value(i, 0);
+    node(op, {x}, {y}, l.name());
+    define(l.param().top(0), y);
+  }
+  void sigmoid(int i) { unary(i, "Sigmoid"); }
+  void tan_h(int i) { unary(i, "Tanh"); }
+
+  void softmax(int i) {
+    const LayerParameter& lp = layers_[i]->param();
+    const std::string x = resolve(i, 0), y = top_value(i, 0);
+    softmax_node(i, x, y, lp.softmax_param().axis());
+    define(lp.top(0), y);
+  }
+
+  void concat(int i) {
+    const Layer& l = *layers_[i];
+    const LayerParameter& lp = l.param();
+    const Tensor& x = net_.blob(lp.bottom(0));
+    const auto& cp = lp.concat_param();
+    const int axis = canonical(cp.has_concat_dim() ? int(cp.concat_dim()) : cp.axis(), x.num_axes(), l, "axis");
+    std::vector<std::string> in;
+    for (int b = 0; b < lp.bottom_size(); ++b) in.push_back(resolve(i, b));
+    const std::string y = top_value(i, 0);
+    attr(node("Concat", in, {y}, l.name()), "axis", int64_t(axis));
+    define(lp.top(0), y);
   }
 
   void softmax_node(int i, const std::string& x, const std::string& y, int axis_param) {
@@ -635,6 +675,14 @@ class Exporter {
     attr(n, "ceil_mode", ceil_mode);
     if (!max) attr(n, "count_include_pad", int64_t(1));
     define(lp.top(0), y);
+  }
+
+  void batch_norm_alone(int i) { batch_norm(i, -1); }
+
+  // A Scale after a BatchNorm that folds into it emits both; otherwise a Mul (+ Add).
+  void scale_or_folded_bn(int i) {
+    if (i > 0 && kinds_[i - 1] == Kind::FoldedBN) return batch_norm(i - 1, i);
+    scale(i);
   }
 
   // BatchNorm layer bn, folded with Scale layer sc when sc >= 0.
