@@ -31,7 +31,8 @@ const char* granularity_name(Granularity g) { return g == Granularity::Filter ? 
 namespace {
 
 // Whether magnitude pruning at `granularity` applies to the layer: it has weight blobs
-// (Layer::weight_blobs()), and for Filter granularity its weights are produced rows of a GEMM.
+// (Layer::weight_blobs()), and for Filter granularity it computes its outputs with a weight GEMM
+// (ChannelFlow::kProducer: Convolution, InnerProduct).
 bool prunable(const Layer& layer, Granularity granularity) {
   if (layer.weight_blobs().empty() || layer.blobs().empty()) return false;
   return granularity == Granularity::Element || layer.channel_flow().kind == ChannelFlow::kProducer;
@@ -43,9 +44,9 @@ bool gemm_layer(const Layer& layer) {
   return layer.channel_flow().kind == ChannelFlow::kProducer && !layer.weight_blobs().empty() && !layer.blobs().empty();
 }
 
-// The first convolution (a producer that reads input channels), which the sparsity controller
-// leaves dense unless sparsity_param has force: true.
-bool convolution(const Layer& layer) {
+// A convolution (a weight GEMM over input channels), as the sparsity controller tells the first
+// one, which it leaves dense unless sparsity_param has force: true.
+bool is_convolution(const Layer& layer) {
   const ChannelFlow flow = layer.channel_flow();
   return flow.kind == ChannelFlow::kProducer && flow.inputs == ChannelFlow::kChannels;
 }
@@ -383,8 +384,8 @@ SensitivityResult Evaluator::sensitivity(Granularity granularity, const std::vec
   std::vector<Layer*> layers;
   bool convolution_seen = false;
   for (auto& l : net_->layers()) {
-    const bool first_convolution = convolution(*l) && !convolution_seen;
-    convolution_seen = convolution_seen || convolution(*l);
+    const bool first_convolution = is_convolution(*l) && !convolution_seen;
+    convolution_seen = convolution_seen || is_convolution(*l);
     if (!prunable(*l, granularity)) continue;
     layers.push_back(l.get());
     s.layers.push_back(l->name());
