@@ -5,7 +5,8 @@
 //       relative indices + floats, Huffman-coded, in a versioned container with checksums. Prints
 //       a per-blob table (parameters, non-zeros, weight / index bits before -> after Huffman,
 //       bytes before / after Huffman, ratio) and the total against 32-bit dense; then reads the
-//       file back and checks that every decoded weight is bit-identical to the model's.
+//       file back and checks that every decoded weight is bit-identical to the model's (a zero may
+//       decode without its sign).
 //   dsgcompress MODEL.dsgz -o OUT.dsgmodel --decode
 //       The decoded model as a plain .dsgmodel (net + weights).
 //   dsgcompress MODEL(.dsgmodel|.dsgz) --format onnx -o OUT.onnx [--data DIR] [--shared-weights]
@@ -20,13 +21,14 @@
 #include <google/protobuf/text_format.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <map>
 #include <random>
 
-#include "compress/dsgz.hpp"
+#include "compress/weight_blobs.hpp"
 #include "datasets/data_paths.hpp"
 #include "runtime/error.hpp"
 #include "runtime/model_file.hpp"
@@ -145,13 +147,14 @@ int run_dsgz(const Options& opt) {
               r.bytes.size(), (long long)r.net_bytes, (long long)(int64_t(r.bytes.size()) - stored - r.net_bytes),
               ratio_cell(dense, double(r.bytes.size())).c_str());
 
-  // Read the file back: every decoded weight must equal the model's bit for bit.
+  // Read the file back: every decoded weight must equal the model's bit for bit (a zero may lose
+  // its sign: same_weight).
   ModelFile decoded = decode_model(read_dsgz_file(opt.output));
   if (decoded.param_size() != model.param_size()) throw Error("round trip: the decoded model has a different blob count");
   for (int i = 0; i < model.param_size(); ++i) {
     const auto& a = model.param(i).blob().data();
     const auto& b = decoded.param(i).blob().data();
-    if (a.size() != b.size() || std::memcmp(a.data(), b.data(), sizeof(float) * size_t(a.size())) != 0)
+    if (a.size() != b.size() || !std::equal(a.begin(), a.end(), b.begin(), same_weight))
       throw Error("round trip: blob " + model.param(i).layer() + "/" + std::to_string(model.param(i).index()) +
                   " does not decode to the same weights");
   }

@@ -7,10 +7,10 @@
 // A .dsgz is evaluated twice: decoded (dense weights) and with the EIE-style kernel running on the
 // compressed form; both accuracies and times are shown. A cost section (MACs, memory references,
 // EIE-table energy, dense vs compressed; a .dsgmodel is costed as dsgcompress would store it)
-// follows. --json writes the same content as JSON. --sensitivity prunes each Convolution / InnerProduct
-// layer alone at each level, writes a CSV and an SVG plot, and prints suggested sparsity_param
-// lines; progress goes to stderr. Exit status 0 on success, 1 on any error (one line
-// "dsgeval: error: ..."), CLI11's codes for command-line misuse.
+// follows. --json writes the same content as JSON. --sensitivity prunes each layer with weights
+// (with filter granularity each Convolution / InnerProduct) alone at each level, writes a CSV and
+// an SVG plot, and prints suggested sparsity_param lines; progress goes to stderr. Exit status 0 on
+// success, 1 on any error (one line "dsgeval: error: ..."), CLI11's codes for command-line misuse.
 //
 //   dsgeval MODEL --sample N [--config CONFIG] [--data PATH] [--prime TEXT] [--temperature X] [--seed S]
 // generates N characters from a character-level model (a TEST net fed by a TEXT Data layer, such as
@@ -30,8 +30,10 @@
 #include "apps/dsgeval_lib.hpp"
 #include "datasets/data_paths.hpp"
 #include "datasets/text.hpp"
+#include "runtime/batch_source.hpp"
 #include "runtime/config.hpp"
 #include "runtime/error.hpp"
+#include "runtime/layer.hpp"
 #include "runtime/log.hpp"
 #include "runtime/model_file.hpp"
 #include "runtime/net.hpp"
@@ -101,7 +103,7 @@ std::string sample_text(const Options& opt) {
   test.set_phase(TEST);
   LayerParameter* text = nullptr;
   for (auto& layer : *param.mutable_layer()) {
-    if (layer.type() != "Data" || !layer_included(layer, test)) continue;
+    if (!layer_included(layer, test) || !dynamic_cast<const BatchSource*>(create_layer(layer).get())) continue;
     if (layer.data_param().backend() != DataParameter::TEXT)
       throw Error(origin + ": the TEST Data layer '" + layer.name() + "' does not read TEXT data",
                   "--sample needs a character-level model such as configs/char_lstm.prototxt");
@@ -115,12 +117,15 @@ std::string sample_text(const Options& opt) {
   if (T <= 0) throw Error(origin + ": data_param.sequence_length of layer '" + text->name() + "' must be positive");
   const TextCorpus corpus = read_text_corpus(text->data_param().source());
   const int V = int(corpus.vocabulary.size());
-  for (const auto& layer : param.layer())
-    if (layer.type() == "Embed" && layer_included(layer, test) && int(layer.embed_param().input_dim()) < V)
-      throw Error(strfmt("%s: layer '%s' (Embed) has input_dim %u, but the text %s has %d distinct characters",
-                         origin.c_str(), layer.name().c_str(), layer.embed_param().input_dim(),
+  for (const auto& layer : param.layer()) {
+    if (!layer_included(layer, test)) continue;
+    const std::unique_ptr<Layer> l = create_layer(layer);
+    if (l->input_symbols() > 0 && l->input_symbols() < V)
+      throw Error(strfmt("%s: layer '%s' (%s) has input_dim %lld, but the text %s has %d distinct characters",
+                         origin.c_str(), layer.name().c_str(), l->type(), (long long)l->input_symbols(),
                          corpus.description.c_str(), V),
                   "sample with the text the model was trained on");
+  }
 
   const std::string data_top = text->top_size() > 0 ? text->top(0) : "";
   const std::string label_top = text->top_size() > 1 ? text->top(1) : "";
@@ -140,10 +145,10 @@ std::string sample_text(const Options& opt) {
   } catch (const Error& e) {
     throw Error("model '" + opt.model + "' does not match " + origin + ": " + e.what(), e.hint());
   }
+  // The character scores: what the first layer judging scores against labels reads.
   std::string scores_name;
   for (const auto& l : net.layers()) {
-    const std::string type = l->type();
-    if ((type == "SoftmaxWithLoss" || type == "Accuracy") && l->param().bottom_size() > 0) {
+    if (l->label_scoring() && l->param().bottom_size() > 0) {
       scores_name = l->param().bottom(0);
       break;
     }

@@ -10,6 +10,7 @@
 #include <numeric>
 
 #include "compress/eie_operator.hpp"
+#include "compress/weight_blobs.hpp"
 #include "datasets/data_layer.hpp"
 #include "datasets/data_paths.hpp"
 #include "runtime/error.hpp"
@@ -29,9 +30,25 @@ const char* granularity_name(Granularity g) { return g == Granularity::Filter ? 
 
 namespace {
 
-bool prunable(const Layer& layer) {
-  std::string t = layer.type();
-  return (t == "Convolution" || t == "InnerProduct") && !layer.blobs().empty();
+// Whether magnitude pruning at `granularity` applies to the layer: it has weight blobs
+// (Layer::weight_blobs()), and for Filter granularity it computes its outputs with a weight GEMM
+// (ChannelFlow::kProducer: Convolution, InnerProduct).
+bool prunable(const Layer& layer, Granularity granularity) {
+  if (layer.weight_blobs().empty() || layer.blobs().empty()) return false;
+  return granularity == Granularity::Element || layer.channel_flow().kind == ChannelFlow::kProducer;
+}
+
+// A GEMM layer (Convolution, InnerProduct): its MACs are weights x output positions, and its
+// outputs are the units along channel_flow().unit_axis of top 0.
+bool gemm_layer(const Layer& layer) {
+  return layer.channel_flow().kind == ChannelFlow::kProducer && !layer.weight_blobs().empty() && !layer.blobs().empty();
+}
+
+// A convolution (a weight GEMM over input channels), as the sparsity controller tells the first
+// one, which it leaves dense unless sparsity_param has force: true.
+bool is_convolution(const Layer& layer) {
+  const ChannelFlow flow = layer.channel_flow();
+  return flow.kind == ChannelFlow::kProducer && flow.inputs == ChannelFlow::kChannels;
 }
 
 int64_t count_nonzero(const Tensor& t) {
@@ -44,16 +61,17 @@ int64_t count_nonzero(const Tensor& t) {
 }  // namespace
 
 void prune_layer(Layer& layer, Granularity granularity, double sparsity) {
-  if (!prunable(layer)) throw Error("layer '" + layer.name() + "' (" + layer.type() + ") cannot be pruned");
+  if (!prunable(layer, granularity))
+    throw Error("layer '" + layer.name() + "' (" + layer.type() + ") cannot be pruned");
   // The same magnitude policy that training uses, fired once (FILTER also zeroes the biases of
   // pruned filters and always keeps at least one).
   SparsityParameter sp;
   sp.set_policy("magnitude");
   sp.set_target_sparsity(float(std::min(sparsity, 0.9999)));
   sp.set_granularity(granularity == Granularity::Element ? SparsityParameter::FINE : SparsityParameter::FILTER);
-  if (granularity == Granularity::Filter && std::string(layer.type()) == "InnerProduct" &&
-      layer.param().inner_product_param().transpose())
-    throw Error("layer '" + layer.name() + "': filter sensitivity needs [num_output, K] weights, but this InnerProduct has transpose: true");
+  if (granularity == Granularity::Filter && !layer.channel_flow().rows_are_outputs)
+    throw Error("layer '" + layer.name() + "': filter sensitivity needs [num_output, K] weights, but the rows of this " +
+                layer.type() + "'s weights are not its outputs (InnerProduct with transpose: true)");
   policy_registry().create("magnitude", sp, layer)->prune_to(float(sparsity));
 }
 
@@ -110,21 +128,17 @@ Evaluator::Evaluator(const std::string& model_path, const std::string& data_dir)
     if (auto* d = dynamic_cast<DataLayer*>(l.get())) data_.push_back(d);
   if (data_.empty())
     throw Error("the TEST net of '" + model_path + "' has no Data layer, so there is no test set to evaluate");
-  // The scores: what feeds the Accuracy layer, else SoftmaxWithLoss.
-  for (const char* type : {"Accuracy", "SoftmaxWithLoss"}) {
+  // The scores: what feeds the first metric layer judging scores against labels (Accuracy), else
+  // the first such loss (SoftmaxWithLoss).
+  for (const bool loss : {false, true}) {
     for (auto& l : net_->layers()) {
-      if (std::string(l->type()) != type || l->param().bottom_size() < 2) continue;
+      const std::optional<LabelScoring> scoring = l->label_scoring();
+      if (!scoring || (l->default_loss_weight(0) != 0.0f) != loss || l->param().bottom_size() < 2) continue;
       scores_ = l->param().bottom(0);
       labels_ = l->param().bottom(1);
-      if (std::string(type) == "Accuracy") {
-        axis_ = l->param().accuracy_param().axis();
-        has_ignore_ = l->param().accuracy_param().has_ignore_label();
-        ignore_label_ = l->param().accuracy_param().ignore_label();
-      } else {
-        axis_ = l->param().softmax_param().axis();
-        has_ignore_ = l->param().loss_param().has_ignore_label();
-        ignore_label_ = l->param().loss_param().ignore_label();
-      }
+      axis_ = scoring->axis;
+      has_ignore_ = scoring->has_ignore_label;
+      ignore_label_ = scoring->ignore_label;
       break;
     }
     if (!scores_.empty()) break;
@@ -228,7 +242,9 @@ EvalResult Evaluator::evaluate_compressed(int64_t batches) {
   try {
     for (const auto& b : dsgz_.blobs) {
       Layer* layer = net_->layer_by_name(b.layer);
-      if (!layer || b.index != 0 || b.kind == compress::BlobKind::RAW || !prunable(*layer)) continue;
+      if (!layer || b.index != 0 || b.kind == compress::BlobKind::RAW ||
+          !layer->supports(DeviceType::CPU, LayerMode::kWeightOperator))
+        continue;
       auto op = compress::make_compressed_operator(b);
       if (!layer->set_weight_operator(op)) continue;
       Tensor& w = *layer->blobs()[0];
@@ -255,14 +271,13 @@ std::vector<compress::LayerCost> Evaluator::cost(int64_t sram_bytes) const {
   const compress::DsgzModel& m = compressed_ ? dsgz_ : stored;
   std::vector<compress::LayerCost> out;
   for (const auto& l : net_->layers()) {
-    if (!prunable(*l) || l->param().top_size() == 0 || !net_->has_blob(l->param().top(0))) continue;
+    if (!gemm_layer(*l) || l->param().top_size() == 0 || !net_->has_blob(l->param().top(0))) continue;
     const compress::CompressedBlob* b = nullptr;
     for (const auto& blob : m.blobs)
       if (blob.layer == l->name() && blob.index == 0) b = &blob;
     if (!b) continue;
     const Tensor& top = net_->blob(l->param().top(0));
-    const bool conv = std::string(l->type()) == "Convolution";
-    const int64_t n = top.shape(0), outputs = conv ? top.shape(1) : top.shape(-1);
+    const int64_t n = top.shape(0), outputs = top.shape(l->channel_flow().unit_axis);
     compress::LayerCostInput in;
     in.name = l->name();
     in.weights = b->count();
@@ -317,11 +332,11 @@ std::vector<LayerStats> Evaluator::layer_stats() const {
     st.dense_bytes = st.params * 4;
     st.sparse_bytes = st.nonzero_params * kSparseBytesPerNonZero;
     st.mode = "dense";
-    if (prunable(*l) && l->param().top_size() > 0 && net_->has_blob(l->param().top(0))) {
+    if (gemm_layer(*l) && l->param().top_size() > 0 && net_->has_blob(l->param().top(0))) {
       const Tensor& top = net_->blob(l->param().top(0));
-      const bool conv = st.type == "Convolution";
-      if (top.num_axes() >= 2 && top.count() > 0) {
-        const int64_t outputs = conv ? top.shape(1) : top.shape(-1);
+      const int unit_axis = l->channel_flow().unit_axis;
+      if (top.num_axes() >= 2 && unit_axis < top.num_axes() && top.count() > 0) {
+        const int64_t outputs = top.shape(unit_axis);
         // Output positions per sample: H' * W' for a convolution, 1 for an InnerProduct on [N, K].
         const int64_t positions = top.count() / top.shape(0) / outputs;
         st.has_macs = true;
@@ -367,12 +382,15 @@ SensitivityResult Evaluator::sensitivity(Granularity granularity, const std::vec
   s.max_loss_points = max_loss_points;
   s.base_accuracy = run(batches).top1;
   std::vector<Layer*> layers;
-  for (auto& l : net_->layers())
-    if (prunable(*l)) {
-      layers.push_back(l.get());
-      s.layers.push_back(l->name());
-      s.layer_types.push_back(l->type());
-    }
+  bool convolution_seen = false;
+  for (auto& l : net_->layers()) {
+    const bool first_convolution = is_convolution(*l) && !convolution_seen;
+    convolution_seen = convolution_seen || is_convolution(*l);
+    if (!prunable(*l, granularity)) continue;
+    layers.push_back(l.get());
+    s.layers.push_back(l->name());
+    s.needs_force.push_back(first_convolution);
+  }
   for (size_t i = 0; i < layers.size(); ++i) {
     Layer& layer = *layers[i];
     std::vector<std::vector<float>> saved;

@@ -7,8 +7,9 @@
 //                  SoftmaxWithLoss), per-class accuracy, confusion matrix, mean loss, images/s.
 //   layer_stats    per layer with parameters: counts, non-zeros, bytes dense / sparse, MACs dense
 //                  / on non-zero weights, and the execution mode.
-//   sensitivity    one-shot magnitude pruning of one prunable layer at a time (element or filter
-//                  granularity), accuracy per level, weights restored after each level.
+//   sensitivity    one-shot magnitude pruning of one prunable layer at a time (element granularity:
+//                  every layer with weight blobs; filter: the GEMM layers), accuracy per level,
+//                  weights restored after each level.
 //   compressed     (.dsgz) the same evaluation with every compressed weight layer running the
 //                  EIE-style kernel on the compressed form (compress/eie_operator.hpp); the dense
 //                  weight blobs are poisoned with NaN meanwhile, so nothing can fall back to them.
@@ -89,7 +90,9 @@ struct SensitivityResult {
   double max_loss_points = 0.5;    // accepted drop in percentage points
   std::vector<double> levels;      // sparsities tested
   std::vector<std::string> layers; // prunable layers, net order
-  std::vector<std::string> layer_types;
+  // Per layer: whether the sparsity controller leaves it dense unless force: true (the net's first
+  // convolution), so a suggested sparsity_param must say force: true.
+  std::vector<bool> needs_force;
   std::vector<std::vector<double>> accuracy;  // [layer][level], fractions
   // Per layer: index into levels of the largest level whose drop <= max_loss_points, or -1.
   std::vector<int> suggested;
@@ -114,7 +117,8 @@ class Evaluator {
   EvalResult evaluate(int64_t batches);
   // Per layer with parameters, in net order. Call after evaluate() (needs the top shapes).
   std::vector<LayerStats> layer_stats() const;
-  // Prunes each Convolution / InnerProduct layer alone at each level, evaluates top-1 over
+  // Prunes each prunable layer (Layer::weight_blobs(); for Filter granularity only layers whose
+  // weights are produced GEMM rows: Convolution, InnerProduct) alone at each level, evaluates top-1 over
   // `batches` batches and restores the weights. `progress` (may be empty) is called per level.
   SensitivityResult sensitivity(Granularity granularity, const std::vector<double>& levels, double max_loss_points,
                                 int64_t batches, const std::function<void(const SensitivityProgress&)>& progress);
@@ -146,9 +150,10 @@ class Evaluator {
   int ignore_label_ = 0;
 };
 
-// Prunes a Convolution / InnerProduct layer in place by magnitude: Element zeroes the
-// round(sparsity * n) smallest |w|; Filter zeroes the round(sparsity * outputs) output filters /
-// neurons with the smallest L2 norm, and their biases (at least one filter is kept).
+// Prunes a layer's weight blobs (Layer::weight_blobs()) in place by magnitude: Element zeroes the
+// round(sparsity * n) smallest |w|; Filter (Convolution, InnerProduct) zeroes the
+// round(sparsity * outputs) output filters / neurons with the smallest L2 norm, and their biases
+// (at least one filter is kept).
 void prune_layer(Layer& layer, Granularity granularity, double sparsity);
 
 // Renderings. `model_path` is echoed in the headers; `sens` may be null.

@@ -297,11 +297,7 @@ std::string sensitivity_svg(const SensitivityResult& s, const std::string& title
 
 std::vector<std::string> suggestion_lines(const SensitivityResult& s) {
   std::vector<std::string> lines;
-  bool conv_seen = false;
   for (size_t i = 0; i < s.layers.size(); ++i) {
-    // The controller leaves the first convolution dense unless force: true.
-    bool first_conv = s.layer_types[i] == "Convolution" && !conv_seen;
-    conv_seen = conv_seen || s.layer_types[i] == "Convolution";
     int b = s.suggested[i];
     if (b < 0) {
       lines.push_back(strfmt("# layer \"%s\": no tested sparsity keeps the top-1 drop within %g points; leave it dense",
@@ -310,7 +306,7 @@ std::vector<std::string> suggestion_lines(const SensitivityResult& s) {
     }
     lines.push_back(strfmt("layer \"%s\": sparsity_param { policy: \"magnitude\"%s target_sparsity: %g%s }",
                            s.layers[i].c_str(), s.granularity == Granularity::Filter ? " granularity: FILTER" : "",
-                           s.levels[size_t(b)], first_conv ? " force: true" : ""));
+                           s.levels[size_t(b)], s.needs_force[i] ? " force: true" : ""));
   }
   return lines;
 }

@@ -39,7 +39,10 @@
 //   Concat         Concat(axis).
 //   Flatten        Flatten(1) for Caffe's default (axis 1 to the end), else Reshape.
 //   Reshape        Reshape to the top's shape (axis 0 kept as 0 = copy, or -1, under dynamic_batch).
-//   Accuracy, *Loss dropped (SoftmaxWithLoss: see outputs).
+//   Accuracy, losses dropped: metrics (Layer::label_scoring) and losses (a non-zero
+//                  default_loss_weight) have no node; SoftmaxWithLoss: see outputs.
+// Which layers are graph inputs, metrics or losses is asked of the layer (is_data_layer,
+// label_scoring, default_loss_weight); only the mapping above is keyed by the layer type.
 // Layers that run in place in Caffe get fresh value names (the last version of a blob keeps the
 // blob's name). Anything else throws dsg::Error naming the layer.
 //

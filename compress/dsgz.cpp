@@ -156,8 +156,8 @@ void fill_layout_stats(BlobStats& s, const Layout& l, size_t z_bytes) {
   s.index_bits_huffman = s.entries ? 8.0 * double(z_bytes) / double(s.entries) : 0.0;
 }
 
-std::vector<uint8_t> encode_blob(const ParamBlob& pb, const std::string& layer_type, const QuantizerState* q,
-                                 const CompressOptions& opt, BlobStats& s) {
+std::vector<uint8_t> encode_blob(const ParamBlob& pb, bool is_weight, const QuantizerState* q, const CompressOptions& opt,
+                                 BlobStats& s) {
   const BlobProto& blob = pb.blob();
   std::vector<int64_t> shape(blob.shape().dim().begin(), blob.shape().dim().end());
   const int64_t count = blob.data_size();
@@ -169,7 +169,6 @@ std::vector<uint8_t> encode_blob(const ParamBlob& pb, const std::string& layer_t
   std::vector<bool> nonzero(static_cast<size_t>(count));
   for (int64_t i = 0; i < count; ++i) nonzero[size_t(i)] = v[i] != 0.0f;
   ByteWriter w;
-  const bool is_weight = pb.index() == 0 && (layer_type == "Convolution" || layer_type == "InnerProduct");
 
   if (q && pb.index() == 0 && q->active()) {
     if (int64_t(q->codes().size()) != count)
@@ -406,10 +405,12 @@ int64_t CompressedBlob::count() const {
   return c;
 }
 
-CompressResult compress_model(const ModelFile& model, const CompressOptions& options) {
+CompressResult compress_model(const ModelFile& model, const WeightBlobMap& weights, const CompressOptions& options) {
   if (options.index_bits < 0 || options.index_bits > 12) throw Error("index bits must be 1..12 (or 0 = automatic)");
-  std::map<std::string, std::string> types;
-  for (const auto& l : model.net().layer()) types[l.name()] = l.type();
+  auto is_weight = [&](const ParamBlob& pb) {
+    auto it = weights.find(pb.layer());
+    return it != weights.end() && std::find(it->second.begin(), it->second.end(), pb.index()) != it->second.end();
+  };
   std::map<std::string, const QuantizerState*> quantizers;
   for (const auto& q : model.quantizer()) quantizers[q.layer()] = &q;
 
@@ -436,7 +437,7 @@ CompressResult compress_model(const ModelFile& model, const CompressOptions& opt
     auto q = quantizers.find(pb.layer());
     BlobStats s;
     std::vector<uint8_t> payload =
-        encode_blob(pb, types[pb.layer()], q == quantizers.end() ? nullptr : q->second, options, s);
+        encode_blob(pb, is_weight(pb), q == quantizers.end() ? nullptr : q->second, options, s);
     put_section(w, kTagBlob, pb.layer() + "/" + std::to_string(pb.index()), payload);
     result.stats.push_back(s);
   }
@@ -519,6 +520,8 @@ std::vector<float> decode_values(const CompressedBlob& b) {
   for_each_stored(b, [&](int64_t e, size_t k) { out[size_t(e)] = codebook ? b.codebook[b.codes[k]] : b.values[k]; });
   return out;
 }
+
+bool same_weight(float model, float decoded) { return same_bits(model, decoded) || (model == 0.0f && decoded == 0.0f); }
 
 std::vector<uint32_t> decode_codes(const CompressedBlob& b) {
   if (b.kind == BlobKind::TERNARY) return b.codes;

@@ -24,6 +24,7 @@
 //              indices), f32 values[entries * g].
 #pragma once
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -90,10 +91,16 @@ struct CompressResult {
   int64_t net_bytes = 0;      // the NET section's payload
 };
 
-// Compresses a model (a dsgtrain snapshot): k-means layers (ModelFile.quantizer) become CODEBOOK,
-// TTQ layers TERNARY, other Convolution / InnerProduct weights SPARSE_F32 when that is smaller,
-// everything else RAW. Throws dsg::Error if a quantized blob does not match its codebook.
-CompressResult compress_model(const ModelFile& model, const CompressOptions& options = {});
+// The blobs stored as weights: layer name -> blob indices (what Layer::weight_blobs() says; see
+// compress/weight_blobs.hpp, which asks the layers). Blobs not listed are stored RAW.
+using WeightBlobMap = std::map<std::string, std::vector<int>>;
+
+// Compresses a model (a dsgtrain snapshot): blob 0 of k-means layers (ModelFile.quantizer) becomes
+// CODEBOOK, of TTQ layers TERNARY; the other blobs listed in `weights` SPARSE_F32 when that is
+// smaller; everything else RAW. Throws dsg::Error if a quantized blob does not match its codebook.
+// compress/weight_blobs.hpp has the overload that takes `weights` from the model's layers.
+CompressResult compress_model(const ModelFile& model, const WeightBlobMap& weights,
+                              const CompressOptions& options = {});
 
 struct DsgzModel {
   uint16_t major = 0, minor = 0;
@@ -108,8 +115,12 @@ DsgzModel read_dsgz_file(const std::string& path);
 // True if the file starts with the .dsgz magic.
 bool looks_like_dsgz(const std::string& path);
 
-// The dense values of a blob (bit-identical to the model it was compressed from).
+// The dense values of a blob: bit-identical to the model it was compressed from, except that the
+// sparse encodings store zeros by omission, so a -0.0 weight (a masked negative weight) decodes as
+// +0.0, the same value (see same_weight).
 std::vector<float> decode_values(const CompressedBlob& blob);
+// Whether a decoded weight reproduces the model's: the same bits, or both zero (of either sign).
+bool same_weight(float model, float decoded);
 // Per-weight codes of a CODEBOOK or TERNARY blob (codebook[codes[i]] == value i); empty otherwise.
 std::vector<uint32_t> decode_codes(const CompressedBlob& blob);
 // A ModelFile (net + parameters) with every blob decoded; no solver state.

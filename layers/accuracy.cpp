@@ -16,6 +16,10 @@ class AccuracyLayer : public Layer {
   using Layer::Layer;
   const char* type() const override { return "Accuracy"; }
   bool reads_class_scores() const override { return true; }
+  std::optional<LabelScoring> label_scoring() const override {
+    const auto& ap = param_.accuracy_param();
+    return LabelScoring{ap.axis(), ap.has_ignore_label(), ap.ignore_label()};
+  }
   int exact_num_bottoms() const override { return 2; }
   int min_num_tops() const override { return 1; }
   int max_num_tops() const override { return 2; }

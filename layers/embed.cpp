@@ -21,6 +21,7 @@ class EmbedLayer : public Layer {
   using Layer::Layer;
   const char* type() const override { return "Embed"; }
   std::vector<int> weight_blobs() const override { return {0}; }
+  int64_t input_symbols() const override { return int64_t(param_.embed_param().input_dim()); }
   int exact_num_bottoms() const override { return 1; }
   int exact_num_tops() const override { return 1; }
   bool allow_backward_to(int) const override { return false; }

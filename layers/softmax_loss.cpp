@@ -26,6 +26,10 @@ class SoftmaxWithLossLayer : public Layer {
   int max_num_tops() const override { return 2; }
   bool allow_backward_to(int bottom_index) const override { return bottom_index == 0; }
   float default_loss_weight(int top_index) const override { return top_index == 0 ? 1.0f : 0.0f; }
+  std::optional<LabelScoring> label_scoring() const override {
+    return LabelScoring{param_.softmax_param().axis(), param_.loss_param().has_ignore_label(),
+                        param_.loss_param().ignore_label()};
+  }
 
  protected:
   void layer_setup(const TensorVec&, const TensorVec&, std::mt19937_64&) override {

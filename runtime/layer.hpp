@@ -7,6 +7,7 @@
 // layer_setup() if it has parameters), and register it with DSG_REGISTER_LAYER in its .cpp.
 #pragma once
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -72,6 +73,13 @@ enum class LayerMode {
 };
 const char* layer_mode_name(LayerMode mode);
 
+// How a layer that judges class scores against labels reads them (Layer::label_scoring).
+struct LabelScoring {
+  int axis = 1;                   // the class axis of the scores (bottom 0); may be negative
+  bool has_ignore_label = false;  // positions whose label (bottom 1) equals ignore_label are skipped
+  int ignore_label = 0;
+};
+
 // Multiply-accumulates of a layer's last forward and backward pass (Convolution, InnerProduct):
 // what the dense layer would do and what was done. `search` counts the operations spent choosing
 // what to compute (DSG's random projection additions and estimate MACs).
@@ -127,6 +135,13 @@ class Layer {
   // Whether the layer reads class scores (Softmax, Accuracy, losses): removing units of its input
   // would change the label space, so FILTER pruning must not reach it.
   virtual bool reads_class_scores() const { return default_loss_weight(0) != 0.0f; }
+  // Layers that compare class scores (bottom 0) with labels (bottom 1), such as Accuracy and the
+  // softmax loss: how they read them; nullopt for every other layer. Evaluation tools take the
+  // scores a net is judged by from these layers. Answered from the LayerParameter (no setup needed).
+  virtual std::optional<LabelScoring> label_scoring() const { return std::nullopt; }
+  // Layers whose bottom 0 holds integer symbols indexing a table (Embed): how many symbols they
+  // accept (0 for every other layer). Answered from the LayerParameter (no setup needed).
+  virtual int64_t input_symbols() const { return 0; }
   // Thinning: rewrites `param` so that the layer has `outputs` output units. Only layers whose
   // channel_flow() has rows_are_outputs implement it; the default throws.
   virtual void set_num_outputs(LayerParameter& param, int outputs) const;

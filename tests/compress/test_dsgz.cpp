@@ -12,7 +12,7 @@
 #include <zlib.h>
 
 #include "compress/cost_model.hpp"
-#include "compress/dsgz.hpp"
+#include "compress/weight_blobs.hpp"
 #include "compress/eie_operator.hpp"
 #include "runtime/config.hpp"
 #include "runtime/error.hpp"

@@ -50,7 +50,8 @@ ModelFile model(const std::vector<int64_t>& shape, double density, int method, i
 void write(const std::string& path, const ModelFile& m, int index_bits = 0) {
   compress::CompressOptions o;
   o.index_bits = index_bits;
-  auto bytes = compress::compress_model(m, o).bytes;
+  // The seeds' layers store blob 0 as their weights (what weight_blobs() says of them).
+  auto bytes = compress::compress_model(m, {{"w", {0}}}, o).bytes;
   std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()), long(bytes.size()));
 }
 
