@@ -2,6 +2,7 @@
 #include <algorithm>
 
 #include "runtime/layer.hpp"
+#include "runtime/ops.hpp"
 #include "runtime/parallel.hpp"
 
 namespace dsg {
@@ -19,6 +20,9 @@ class ReLULayer : public Layer {
   int exact_num_bottoms() const override { return 1; }
   int exact_num_tops() const override { return 1; }
   bool allows_in_place() const override { return true; }
+  bool supports(DeviceType device, LayerMode mode) const override {
+    return mode == LayerMode::kDense && (device == DeviceType::CPU || cuda_built());
+  }
 
  protected:
   void reshape(const TensorVec& bottom, const TensorVec& top) override { top[0]->reshape_like(*bottom[0]); }
@@ -50,6 +54,19 @@ class ReLULayer : public Layer {
 #pragma GCC ivdep
       for (int64_t i = begin; i < end; ++i) dx[i] = dy[i] * (slope + (1.0f - slope) * float(y[i] > 0.0f));
     });
+  }
+
+  void forward_cuda(const TensorVec& bottom, const TensorVec& top, const Context& ctx) override {
+    ops_for(ctx.device).relu_forward(bottom[0]->count(), param_.relu_param().negative_slope(),
+                                     bottom[0]->data(ctx.device), top[0]->mutable_data(ctx.device));
+  }
+
+  void backward_cuda(const TensorVec& top, const std::vector<bool>& propagate_down, const TensorVec& bottom,
+                     const Context& ctx) override {
+    if (!propagate_down[0]) return;
+    const Device& d = ctx.device;
+    ops_for(d).relu_backward(bottom[0]->count(), param_.relu_param().negative_slope(), top[0]->data(d),
+                             top[0]->diff(d), bottom[0]->mutable_diff(d));
   }
 };
 

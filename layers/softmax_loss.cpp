@@ -13,6 +13,7 @@
 
 #include "runtime/error.hpp"
 #include "runtime/layer.hpp"
+#include "runtime/ops.hpp"
 #include "runtime/parallel.hpp"
 
 namespace dsg {
@@ -26,6 +27,9 @@ class SoftmaxWithLossLayer : public Layer {
   int max_num_tops() const override { return 2; }
   bool allow_backward_to(int bottom_index) const override { return bottom_index == 0; }
   float default_loss_weight(int top_index) const override { return top_index == 0 ? 1.0f : 0.0f; }
+  bool supports(DeviceType device, LayerMode mode) const override {
+    return mode == LayerMode::kDense && (device == DeviceType::CPU || cuda_built());
+  }
 
  protected:
   void layer_setup(const TensorVec&, const TensorVec&, std::mt19937_64&) override {
@@ -52,6 +56,7 @@ class SoftmaxWithLossLayer : public Layer {
                   " (softmax over axis " + std::to_string(a) + ") need " + std::to_string(outer_ * inner_) +
                   " labels, got labels " + bottom[1]->shape_string());
     prob_.reshape_like(x);
+    normalizer_buffer_.reshape({1});
     top[0]->reshape({1});
     if (top.size() > 1) top[1]->reshape_like(x);
   }
@@ -118,6 +123,31 @@ class SoftmaxWithLossLayer : public Layer {
     });
   }
 
+  // On a device labels are not checked (no copy to the host): a label outside [0, C) makes the
+  // loss NaN, which the solver reports as divergence.
+  void forward_cuda(const TensorVec& bottom, const TensorVec& top, const Context& ctx) override {
+    const Device& d = ctx.device;
+    const DeviceOps& ops = ops_for(d);
+    ops.softmax(outer_, channels_, inner_, bottom[0]->data(d), prob_.mutable_data(d));
+    LossNormalizer norm;
+    norm.by_valid = mode_ == LossParameter::VALID;
+    norm.fixed = normalizer(0);
+    ops.softmax_loss(outer_, channels_, inner_, prob_.data(d), bottom[1]->data(d), has_ignore_, ignore_, norm,
+                     top[0]->mutable_data(d), normalizer_buffer_.mutable_data(d));
+    if (top.size() > 1) ops.copy(prob_.count(), prob_.data(d), top[1]->mutable_data(d));
+  }
+
+  void backward_cuda(const TensorVec& top, const std::vector<bool>& propagate_down, const TensorVec& bottom,
+                     const Context& ctx) override {
+    if (propagate_down.size() > 1 && propagate_down[1])
+      throw Error(where() + "cannot backpropagate to the label input");
+    if (!propagate_down[0]) return;
+    const Device& d = ctx.device;
+    ops_for(d).softmax_loss_backward(outer_, channels_, inner_, prob_.data(d), bottom[1]->data(d), has_ignore_,
+                                     ignore_, top[0]->diff(d), normalizer_buffer_.data(d),
+                                     bottom[0]->mutable_diff(d));
+  }
+
  private:
   bool ignored(float label) const { return has_ignore_ && label == float(ignore_); }
 
@@ -138,6 +168,7 @@ class SoftmaxWithLossLayer : public Layer {
   int64_t outer_ = 1, channels_ = 1, inner_ = 1;
   double normalizer_ = 1;
   Tensor prob_;
+  Tensor normalizer_buffer_;  // device runs: the normalizer of the last forward, on the device
 };
 
 DSG_REGISTER_LAYER("SoftmaxWithLoss", SoftmaxWithLossLayer);
