@@ -73,18 +73,7 @@ class SoftmaxWithLossLayer : public Layer {
         throw Error(where() + strfmt("label %g at position %lld is outside [0, C) with C = %lld classes", label[k],
                                      static_cast<long long>(k), static_cast<long long>(C)));
     }
-    const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 15) / C);
-    parallel_for(outer_ * inner_, grain, [&](int64_t begin, int64_t end) {
-      for (int64_t k = begin; k < end; ++k) {
-        const int64_t base = (k / inner) * C * inner + k % inner;
-        float mx = x[base];
-        for (int64_t c = 1; c < C; ++c) mx = std::max(mx, x[base + c * inner]);
-        float sum = 0;
-        for (int64_t c = 0; c < C; ++c) sum += (p[base + c * inner] = std::exp(x[base + c * inner] - mx));
-        const float inv = 1.0f / sum;
-        for (int64_t c = 0; c < C; ++c) p[base + c * inner] *= inv;
-      }
-    });
+    cpu_ops().softmax(outer_, C, inner, x, p);
     double loss = 0;
     int64_t valid = 0;
     for (int64_t k = 0; k < outer_ * inner_; ++k) {
@@ -108,7 +97,7 @@ class SoftmaxWithLossLayer : public Layer {
     float* dx = bottom[0]->mutable_diff();
     const int64_t C = channels_, inner = inner_;
     const float scale = float(top[0]->diff()[0] / normalizer_);
-    const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 15) / C);
+    const int64_t grain = std::max<int64_t>(1, kParallelGrain / C);
     parallel_for(outer_ * inner_, grain, [&](int64_t begin, int64_t end) {
       for (int64_t k = begin; k < end; ++k) {
         const int64_t base = (k / inner) * C * inner + k % inner;
