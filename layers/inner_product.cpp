@@ -31,6 +31,8 @@
 #include "runtime/filler.hpp"
 #include "runtime/layer.hpp"
 #include "runtime/math.hpp"
+#include "runtime/ops.hpp"
+#include "layers/dense_product.hpp"
 #include "layers/dsg_select.hpp"
 #include "layers/tile_drop.hpp"
 #include "runtime/rng.hpp"
@@ -55,8 +57,9 @@ class InnerProductLayer : public Layer {
     f.inputs = rows && axis_ == 1 ? ChannelFlow::kFeatures : ChannelFlow::kNoInputs;
     return f;
   }
+  // CUDA: the dense product only (no synapse dropout, DSG selection or structured modes).
   bool supports(DeviceType device, LayerMode mode) const override {
-    if (device != DeviceType::CPU) return false;
+    if (device != DeviceType::CPU) return cuda_built() && mode == LayerMode::kDense;
     if (mode == LayerMode::kActiveOutputs || mode == LayerMode::kActiveInputs)
       return !param_.inner_product_param().transpose();
     return mode == LayerMode::kDense || mode == LayerMode::kWeightOperator || mode == LayerMode::kDynamicSelection;
@@ -188,7 +191,24 @@ class InnerProductLayer : public Layer {
     }
   }
 
+  void forward_cuda(const TensorVec& bottom, const TensorVec& top, const Context& ctx) override {
+    const Device& d = ctx.device;
+    dense_product_forward(ops_for(d), dense_shape(), bottom[0]->data(d), blobs_[0]->data(d),
+                          bias_term_ ? blobs_[1]->data(d) : nullptr, top[0]->mutable_data(d));
+  }
+
+  void backward_cuda(const TensorVec& top, const std::vector<bool>& propagate_down, const TensorVec& bottom,
+                     const Context& ctx) override {
+    const Device& d = ctx.device;
+    dense_product_backward(ops_for(d), dense_shape(), bottom[0]->data(d), blobs_[0]->data(d), top[0]->diff(d),
+                           param_propagate_down(0) ? blobs_[0]->mutable_diff(d) : nullptr,
+                           bias_term_ && param_propagate_down(1) ? blobs_[1]->mutable_diff(d) : nullptr,
+                           propagate_down[0] ? bottom[0]->mutable_diff(d) : nullptr);
+  }
+
  private:
+  DenseProduct dense_shape() const { return DenseProduct{m_, n_, k_, transpose_}; }
+
   // Y [M,N] = X [M,K] W^T through the weight operator: C [N,M] = W [N,K] X^T [K,M], then Y = C^T + b.
   void forward_operator(const Tensor& bottom, Tensor& top) {
     const float* x = bottom.data();

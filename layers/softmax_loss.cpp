@@ -13,6 +13,7 @@
 
 #include "runtime/error.hpp"
 #include "runtime/layer.hpp"
+#include "runtime/ops.hpp"
 #include "runtime/parallel.hpp"
 
 namespace dsg {
@@ -29,6 +30,9 @@ class SoftmaxWithLossLayer : public Layer {
   std::optional<LabelScoring> label_scoring() const override {
     return LabelScoring{param_.softmax_param().axis(), param_.loss_param().has_ignore_label(),
                         param_.loss_param().ignore_label()};
+  }
+  bool supports(DeviceType device, LayerMode mode) const override {
+    return mode == LayerMode::kDense && (device == DeviceType::CPU || cuda_built());
   }
 
  protected:
@@ -56,6 +60,7 @@ class SoftmaxWithLossLayer : public Layer {
                   " (softmax over axis " + std::to_string(a) + ") need " + std::to_string(outer_ * inner_) +
                   " labels, got labels " + bottom[1]->shape_string());
     prob_.reshape_like(x);
+    normalizer_buffer_.reshape({1});
     top[0]->reshape({1});
     if (top.size() > 1) top[1]->reshape_like(x);
   }
@@ -72,18 +77,7 @@ class SoftmaxWithLossLayer : public Layer {
         throw Error(where() + strfmt("label %g at position %lld is outside [0, C) with C = %lld classes", label[k],
                                      static_cast<long long>(k), static_cast<long long>(C)));
     }
-    const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 15) / C);
-    parallel_for(outer_ * inner_, grain, [&](int64_t begin, int64_t end) {
-      for (int64_t k = begin; k < end; ++k) {
-        const int64_t base = (k / inner) * C * inner + k % inner;
-        float mx = x[base];
-        for (int64_t c = 1; c < C; ++c) mx = std::max(mx, x[base + c * inner]);
-        float sum = 0;
-        for (int64_t c = 0; c < C; ++c) sum += (p[base + c * inner] = std::exp(x[base + c * inner] - mx));
-        const float inv = 1.0f / sum;
-        for (int64_t c = 0; c < C; ++c) p[base + c * inner] *= inv;
-      }
-    });
+    cpu_ops().softmax(outer_, C, inner, x, p);
     double loss = 0;
     int64_t valid = 0;
     for (int64_t k = 0; k < outer_ * inner_; ++k) {
@@ -107,7 +101,7 @@ class SoftmaxWithLossLayer : public Layer {
     float* dx = bottom[0]->mutable_diff();
     const int64_t C = channels_, inner = inner_;
     const float scale = float(top[0]->diff()[0] / normalizer_);
-    const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 15) / C);
+    const int64_t grain = std::max<int64_t>(1, kParallelGrain / C);
     parallel_for(outer_ * inner_, grain, [&](int64_t begin, int64_t end) {
       for (int64_t k = begin; k < end; ++k) {
         const int64_t base = (k / inner) * C * inner + k % inner;
@@ -120,6 +114,31 @@ class SoftmaxWithLossLayer : public Layer {
           dx[base + c * inner] = (p[base + c * inner] - (c == target ? 1.0f : 0.0f)) * scale;
       }
     });
+  }
+
+  // On a device labels are not checked (no copy to the host): a label outside [0, C) makes the
+  // loss NaN, which the solver reports as divergence.
+  void forward_cuda(const TensorVec& bottom, const TensorVec& top, const Context& ctx) override {
+    const Device& d = ctx.device;
+    const DeviceOps& ops = ops_for(d);
+    ops.softmax(outer_, channels_, inner_, bottom[0]->data(d), prob_.mutable_data(d));
+    LossNormalizer norm;
+    norm.by_valid = mode_ == LossParameter::VALID;
+    norm.fixed = normalizer(0);
+    ops.softmax_loss(outer_, channels_, inner_, prob_.data(d), bottom[1]->data(d), has_ignore_, ignore_, norm,
+                     top[0]->mutable_data(d), normalizer_buffer_.mutable_data(d));
+    if (top.size() > 1) ops.copy(prob_.count(), prob_.data(d), top[1]->mutable_data(d));
+  }
+
+  void backward_cuda(const TensorVec& top, const std::vector<bool>& propagate_down, const TensorVec& bottom,
+                     const Context& ctx) override {
+    if (propagate_down.size() > 1 && propagate_down[1])
+      throw Error(where() + "cannot backpropagate to the label input");
+    if (!propagate_down[0]) return;
+    const Device& d = ctx.device;
+    ops_for(d).softmax_loss_backward(outer_, channels_, inner_, prob_.data(d), bottom[1]->data(d), has_ignore_,
+                                     ignore_, top[0]->diff(d), normalizer_buffer_.data(d),
+                                     bottom[0]->mutable_diff(d));
   }
 
  private:
@@ -142,6 +161,7 @@ class SoftmaxWithLossLayer : public Layer {
   int64_t outer_ = 1, channels_ = 1, inner_ = 1;
   double normalizer_ = 1;
   Tensor prob_;
+  Tensor normalizer_buffer_;  // device runs: the normalizer of the last forward, on the device
 };
 
 DSG_REGISTER_LAYER("SoftmaxWithLoss", SoftmaxWithLossLayer);

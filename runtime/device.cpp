@@ -20,6 +20,14 @@ Device parse_device(const std::string& text) {
   throw Error("unknown device '" + text + "'", "use cpu, cuda or cuda:N");
 }
 
+bool cuda_built() {
+#ifdef DSG_WITH_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
 #ifndef DSG_WITH_CUDA
 int cuda_device_count(std::string* reason) {
   if (reason) *reason = "this build has no CUDA backend (nvcc was not found at configure time)";

@@ -22,4 +22,8 @@ Device parse_device(const std::string& text);
 // present. `reason` receives a human-readable explanation when 0 is returned.
 int cuda_device_count(std::string* reason = nullptr);
 
+// Whether this build has the CUDA backend (nvcc was found at configure time). Layers with CUDA
+// kernels answer supports(CUDA, ...) with it; a device may still be missing at run time.
+bool cuda_built();
+
 }  // namespace dsg

@@ -1,6 +1,7 @@
 #include "runtime/layer.hpp"
 
 #include "runtime/error.hpp"
+#include "runtime/ops.hpp"
 #include "runtime/rng.hpp"
 
 namespace dsg {
@@ -89,13 +90,12 @@ void Layer::setup(const TensorVec& bottom, const TensorVec& top, std::mt19937_64
 float Layer::forward(const TensorVec& bottom, const TensorVec& top, const Context& ctx) {
   check_device(ctx);
   reshape(bottom, top);
-  forward_cpu(bottom, top, ctx);
+  if (ctx.device.type == DeviceType::CPU) forward_cpu(bottom, top, ctx);
+  else forward_cuda(bottom, top, ctx);
   float loss = 0;
   for (size_t i = 0; i < top.size(); ++i) {
     if (loss_weights_[i] == 0.0f) continue;
-    const float* d = top[i]->data();
-    double s = 0;
-    for (int64_t j = 0; j < top[i]->count(); ++j) s += d[j];
+    const double s = ops_for(ctx.device).sum(top[i]->count(), top[i]->data(ctx.device));
     loss += loss_weights_[i] * static_cast<float>(s);
   }
   return loss;
@@ -104,7 +104,16 @@ float Layer::forward(const TensorVec& bottom, const TensorVec& top, const Contex
 void Layer::backward(const TensorVec& top, const std::vector<bool>& propagate_down, const TensorVec& bottom,
                      const Context& ctx) {
   check_device(ctx);
-  backward_cpu(top, propagate_down, bottom, ctx);
+  if (ctx.device.type == DeviceType::CPU) backward_cpu(top, propagate_down, bottom, ctx);
+  else backward_cuda(top, propagate_down, bottom, ctx);
+}
+
+void Layer::forward_cuda(const TensorVec&, const TensorVec&, const Context& ctx) {
+  throw Error(where() + "has no CUDA kernel (forward on " + ctx.device.name() + ")");
+}
+
+void Layer::backward_cuda(const TensorVec&, const std::vector<bool>&, const TensorVec&, const Context& ctx) {
+  throw Error(where() + "has no CUDA kernel (backward on " + ctx.device.name() + ")");
 }
 
 void Layer::set_param_propagate_down(int i, bool value) {

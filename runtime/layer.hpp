@@ -4,7 +4,9 @@
 // after setup, so a layer must not cache raw parameter pointers across calls.
 //
 // To add a layer: derive, implement type()/reshape()/forward_cpu()/backward_cpu() (and
-// layer_setup() if it has parameters), and register it with DSG_REGISTER_LAYER in its .cpp.
+// layer_setup() if it has parameters), and register it with DSG_REGISTER_LAYER in its .cpp. A layer
+// with CUDA kernels also implements forward_cuda()/backward_cuda() (usually through
+// ops_for(ctx.device), runtime/ops.hpp) and says so in supports().
 #pragma once
 #include <memory>
 #include <optional>
@@ -221,6 +223,11 @@ class Layer {
   virtual void forward_cpu(const TensorVec& bottom, const TensorVec& top, const Context& ctx) = 0;
   virtual void backward_cpu(const TensorVec& top, const std::vector<bool>& propagate_down,
                             const TensorVec& bottom, const Context& ctx) = 0;
+  // The CUDA hooks: tensors are read and written on ctx.device (Tensor::data(device)). The defaults
+  // throw (a layer without CUDA kernels also answers supports(CUDA, ...) with false).
+  virtual void forward_cuda(const TensorVec& bottom, const TensorVec& top, const Context& ctx);
+  virtual void backward_cuda(const TensorVec& top, const std::vector<bool>& propagate_down,
+                             const TensorVec& bottom, const Context& ctx);
 
   // "layer 'conv1' (Convolution): " prefix for error messages.
   std::string where() const;

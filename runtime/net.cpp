@@ -5,6 +5,7 @@
 #include <set>
 
 #include "runtime/error.hpp"
+#include "runtime/ops.hpp"
 
 namespace dsg {
 
@@ -140,16 +141,18 @@ void Net::find_double_masks() {
   }
 }
 
-void Net::apply_output_mask(size_t layer, bool diff) {
+void Net::apply_output_mask(size_t layer, bool diff, const Context& ctx) {
   const std::vector<uint8_t>* mask = layers_[size_t(masked_by_[layer])]->dynamic_output_mask();
   if (!mask) return;
   Tensor& t = *tops_[layer][0];
   if (int64_t(mask->size()) != t.count())
     throw Error("layer '" + layers_[layer]->name() + "': the DSG mask of '" + layers_[size_t(masked_by_[layer])]->name() +
                 "' has " + std::to_string(mask->size()) + " entries, the top has " + std::to_string(t.count()));
-  float* v = diff ? t.mutable_diff() : t.mutable_data();
-  const uint8_t* m = mask->data();
-  for (int64_t k = 0; k < t.count(); ++k) v[k] = m[k] ? v[k] : 0.0f;
+  // The mask is host memory: DSG selection runs on the CPU only (its layers support no other device).
+  if (ctx.device.type != DeviceType::CPU)
+    throw Error("layer '" + layers_[layer]->name() + "': the DSG double mask runs on the CPU only, not on " +
+                ctx.device.name());
+  cpu_ops().apply_mask(t.count(), mask->data(), diff ? t.mutable_diff() : t.mutable_data());
 }
 
 void Net::build(const NetParameter& full, std::mt19937_64& rng, const std::vector<std::string>& locations) {
@@ -280,7 +283,7 @@ float Net::forward(const Context& ctx) {
   for (size_t i = 0; i < layers_.size(); ++i) {
     const auto begin = profiling_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
     loss += layers_[i]->forward(bottoms_[i], tops_[i], ctx);
-    if (masked_by_[i] >= 0) apply_output_mask(i, false);
+    if (masked_by_[i] >= 0) apply_output_mask(i, false, ctx);
     if (profiling_) {
       times_[i].forward_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
       ++times_[i].forwards;
@@ -293,17 +296,17 @@ float Net::forward(const Context& ctx) {
 }
 
 void Net::backward(const Context& ctx) {
+  const DeviceOps& ops = ops_for(ctx.device);
   for (size_t i = layers_.size(); i-- > 0;) {
     Layer& layer = *layers_[i];
     for (size_t t = 0; t < tops_[i].size(); ++t) {
       float w = layer.loss_weight(int(t));
       if (w == 0) continue;
-      float* d = tops_[i][t]->mutable_diff();
-      for (int64_t k = 0; k < tops_[i][t]->count(); ++k) d[k] = w;
+      ops.fill(tops_[i][t]->count(), w, tops_[i][t]->mutable_diff(ctx.device));
     }
     if (!layer_needs_backward_[i]) continue;
     const auto begin = profiling_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
-    if (masked_by_[i] >= 0) apply_output_mask(i, true);
+    if (masked_by_[i] >= 0) apply_output_mask(i, true, ctx);
     layer.backward(tops_[i], propagate_down_[i], bottoms_[i], ctx);
     if (profiling_) {
       times_[i].backward_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
@@ -312,8 +315,13 @@ void Net::backward(const Context& ctx) {
   }
 }
 
-void Net::zero_param_diffs() {
-  if (arena_size_) std::memset(arena_diff_->data(), 0, sizeof(float) * arena_size_);
+float* Net::arena_diff(const Device& device) {
+  if (!arena_diff_) return nullptr;
+  return device.type == DeviceType::CPU ? arena_diff_->mutable_host() : arena_diff_->mutable_device(device.index);
+}
+
+void Net::zero_param_diffs(const Device& device) {
+  if (arena_size_) ops_for(device).fill(int64_t(arena_size_), 0.0f, arena_diff(device));
 }
 
 void Net::share_params_from(const Net& other) {

@@ -40,8 +40,8 @@ class Net {
     return loss;
   }
 
-  // Zeroes every parameter diff (one memset over the arena).
-  void zero_param_diffs();
+  // Zeroes every parameter diff (one fill over the arena, on `device`).
+  void zero_param_diffs(const Device& device = Device::cpu());
   // Makes this net's parameters views of `other`'s (matched by layer name; shapes must agree).
   void share_params_from(const Net& other);
 
@@ -72,6 +72,8 @@ class Net {
   size_t arena_size() const { return arena_size_; }
   float* arena_data() { return arena_data_ ? arena_data_->data() : nullptr; }
   float* arena_diff() { return arena_diff_ ? arena_diff_->data() : nullptr; }
+  // The arena's diff on `device` (for writing), nullptr when the net has no parameters.
+  float* arena_diff(const Device& device);
 
   bool has_blob(const std::string& name) const { return blobs_.count(name) != 0; }
   Tensor& blob(const std::string& name) const;
@@ -98,7 +100,7 @@ class Net {
   // DSG double-mask selection: finds, for every layer with double_mask_output(), the BatchNorm /
   // Scale ending its CONV/FC -> ReLU -> BatchNorm (-> Scale) chain.
   void find_double_masks();
-  void apply_output_mask(size_t layer, bool diff);
+  void apply_output_mask(size_t layer, bool diff, const Context& ctx);
 
   // masked_by_[j]: the layer whose dynamic output mask is applied to layer j's top (-1: none).
   std::vector<int> masked_by_;

@@ -6,6 +6,9 @@
 
 namespace dsg {
 
+// The smallest chunk (in elements) worth handing to another thread in elementwise loops.
+constexpr int64_t kParallelGrain = int64_t(1) << 15;
+
 // Sets the number of threads used by parallel_for and by the BLAS library. 1 means serial.
 void set_num_threads(int threads);
 int num_threads();

@@ -9,6 +9,7 @@
 #include "runtime/log.hpp"
 #include "runtime/lr_policy.hpp"
 #include "runtime/model_file.hpp"
+#include "runtime/ops.hpp"
 
 namespace dsg {
 
@@ -24,7 +25,7 @@ Solver::Solver(const SolverParameter& param, const ConfigLocations& locations, c
     test_net_->share_params_from(*train_net_);
   }
   rule_ = update_rule_registry().create(param_.type(), param_);
-  rule_->init(train_net_->learnable_params());
+  rule_->init(train_net_->learnable_params(), ctx_.device);
   for (auto& l : train_net_->layers())
     if (auto* d = dynamic_cast<BatchSource*>(l.get())) train_data_.push_back(d);
   if (test_net_)
@@ -62,23 +63,19 @@ double Solver::epoch() const {
 
 void Solver::apply_update(float rate) {
   auto& params = train_net_->learnable_params();
+  const Device& dev = ctx_.device;
+  const DeviceOps& ops = ops_for(dev);
   // Normalise over iter_size.
-  if (param_.iter_size() > 1) {
-    float s = 1.0f / param_.iter_size();
-    float* d = train_net_->arena_diff();
-    for (size_t i = 0; i < train_net_->arena_size(); ++i) d[i] *= s;
-  }
+  if (param_.iter_size() > 1)
+    ops.scale(int64_t(train_net_->arena_size()), 1.0f / param_.iter_size(), train_net_->arena_diff(dev));
   // Clip by the global L2 norm.
   if (param_.clip_gradients() > 0) {
     double sumsq = 0;
-    for (const auto& p : params) sumsq += p.tensor->sumsq_diff();
+    for (const auto& p : params) sumsq += ops.sumsq(p.tensor->count(), p.tensor->diff(dev));
     double norm = std::sqrt(sumsq);
     if (norm > param_.clip_gradients()) {
       float s = float(param_.clip_gradients() / norm);
-      for (const auto& p : params) {
-        float* g = p.tensor->mutable_diff();
-        for (int64_t k = 0; k < p.tensor->count(); ++k) g[k] *= s;
-      }
+      for (const auto& p : params) ops.scale(p.tensor->count(), s, p.tensor->mutable_diff(dev));
     }
   }
   const bool l1 = param_.regularization_type() == "L1";
@@ -87,20 +84,14 @@ void Solver::apply_update(float rate) {
     if (p.lr_mult == 0) continue;
     Tensor& t = *p.tensor;
     float decay = param_.weight_decay() * p.decay_mult;
-    float* g = t.mutable_diff();
-    const float* w = t.data();
     if (!l1 && rule_->fused_l2_update(i, t, rate * p.lr_mult, decay)) continue;  // leaves g = 0
     if (decay != 0) {
-      if (l1) {
-        for (int64_t k = 0; k < t.count(); ++k) g[k] += decay * float((w[k] > 0) - (w[k] < 0));
-      } else {
-        for (int64_t k = 0; k < t.count(); ++k) g[k] += decay * w[k];
-      }
+      if (l1) ops.l1_decay(t.count(), decay, t.data(dev), t.mutable_diff(dev));
+      else ops.l2_decay(t.count(), decay, t.data(dev), t.mutable_diff(dev));
     }
     rule_->compute_step(i, t, rate * p.lr_mult, iter_);
-    float* v = t.mutable_data();
-    for (int64_t k = 0; k < t.count(); ++k) v[k] -= g[k];
-    t.zero_diff();
+    ops.axpy(t.count(), -1.0f, t.diff(dev), t.mutable_data(dev));  // w -= step
+    ops.fill(t.count(), 0.0f, t.mutable_diff(dev));
   }
   // Every learnable diff is zero now; parameters that do not learn never receive gradients.
   diffs_clean_ = true;
@@ -167,7 +158,7 @@ void Solver::solve() {
     if (test_net_ && param_.test_interval() > 0 && iter_ % param_.test_interval() == 0 &&
         (iter_ > 0 || param_.test_initialization()))
       run_test();
-    if (!diffs_clean_) train_net_->zero_param_diffs();
+    if (!diffs_clean_) train_net_->zero_param_diffs(ctx_.device);
     diffs_clean_ = false;
     double loss = 0;
     for (int k = 0; k < param_.iter_size(); ++k) {

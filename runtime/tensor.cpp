@@ -1,23 +1,12 @@
 #include "runtime/tensor.hpp"
 
 #include <cmath>
-#include <cstdlib>
 #include <cstring>
 
 #include "dsg.pb.h"
 #include "runtime/error.hpp"
 
 namespace dsg {
-
-Storage::Storage(size_t count) : count_(count) {
-  size_t bytes = ((count * sizeof(float) + 63) / 64) * 64;
-  if (bytes == 0) bytes = 64;
-  data_ = static_cast<float*>(std::aligned_alloc(64, bytes));
-  if (!data_) throw Error(strfmt("out of memory allocating %zu bytes", bytes));
-  std::memset(data_, 0, bytes);
-}
-
-Storage::~Storage() { std::free(data_); }
 
 void Tensor::reshape(const std::vector<int>& shape) {
   int64_t count = 1;
@@ -67,19 +56,9 @@ void Tensor::ensure(std::shared_ptr<Storage>& storage, size_t& offset, bool& own
   owned = true;
 }
 
-float* Tensor::data_ptr() const {
-  ensure(data_, data_offset_, data_owned_);
-  return data_->data() + data_offset_;
-}
-
-float* Tensor::diff_ptr() const {
-  ensure(diff_, diff_offset_, diff_owned_);
-  return diff_->data() + diff_offset_;
-}
-
 void Tensor::share_data(const Tensor& other) {
   DSG_CHECK(other.count() == count_, "share_data: count mismatch " + shape_string() + " vs " + other.shape_string());
-  other.data_ptr();
+  other.data_storage();
   data_ = other.data_;
   data_offset_ = other.data_offset_;
   data_owned_ = false;
@@ -87,7 +66,7 @@ void Tensor::share_data(const Tensor& other) {
 
 void Tensor::share_diff(const Tensor& other) {
   DSG_CHECK(other.count() == count_, "share_diff: count mismatch " + shape_string() + " vs " + other.shape_string());
-  other.diff_ptr();
+  other.diff_storage();
   diff_ = other.diff_;
   diff_offset_ = other.diff_offset_;
   diff_owned_ = false;

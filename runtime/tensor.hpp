@@ -1,32 +1,20 @@
 // Tensor: an N-d float array with a value buffer (data) and a gradient buffer (diff), Caffe's
-// Blob. Buffers are Storage objects that may be shared: a tensor can view a slice of a larger
-// arena (the Net keeps all learnable parameters in one contiguous arena), or share another
-// tensor's buffer (in-place layers, weight sharing between TRAIN and TEST nets).
+// Blob. Buffers are Storage objects (runtime/storage.hpp: a host and a device copy, synced
+// lazily) that may be shared: a tensor can view a slice of a larger arena (the Net keeps all
+// learnable parameters in one contiguous arena), or share another tensor's buffer (in-place
+// layers, weight sharing between TRAIN and TEST nets).
 #pragma once
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "runtime/device.hpp"
+#include "runtime/storage.hpp"
+
 namespace dsg {
 
 class BlobProto;
-
-// A 64-byte aligned, zero-initialised float buffer on the host.
-class Storage {
- public:
-  explicit Storage(size_t count);
-  ~Storage();
-  Storage(const Storage&) = delete;
-  Storage& operator=(const Storage&) = delete;
-  float* data() { return data_; }
-  const float* data() const { return data_; }
-  size_t count() const { return count_; }
-
- private:
-  float* data_ = nullptr;
-  size_t count_ = 0;
-};
 
 class Tensor {
  public:
@@ -49,10 +37,20 @@ class Tensor {
   int canonical_axis(int axis) const;
   std::string shape_string() const;
 
-  const float* data() const { return data_ptr(); }
-  const float* diff() const { return diff_ptr(); }
-  float* mutable_data() { return data_ptr(); }
-  float* mutable_diff() { return diff_ptr(); }
+  // Host values and gradients, brought up to date from the device first if needed.
+  const float* data() const { return data_storage().host() + data_offset_; }
+  const float* diff() const { return diff_storage().host() + diff_offset_; }
+  float* mutable_data() { return data_storage().mutable_host() + data_offset_; }
+  float* mutable_diff() { return diff_storage().mutable_host() + diff_offset_; }
+  // The same on `device` (the host for Device::cpu()): pointers into that device's memory, valid
+  // until the buffer is next used on another device. Views (bind, share_data) keep their offsets.
+  const float* data(const Device& device) const { return read(data_storage(), data_offset_, device); }
+  const float* diff(const Device& device) const { return read(diff_storage(), diff_offset_, device); }
+  float* mutable_data(const Device& device) { return write(data_storage(), data_offset_, device); }
+  float* mutable_diff(const Device& device) { return write(diff_storage(), diff_offset_, device); }
+  // The buffers themselves (allocated on first use), for sync-state checks.
+  const Storage& data_buffer() const { return data_storage(); }
+  const Storage& diff_buffer() const { return diff_storage(); }
 
   // Makes this tensor use `other`'s data (or diff) buffer; shapes must have equal counts.
   void share_data(const Tensor& other);
@@ -75,8 +73,20 @@ class Tensor {
   void from_proto(const BlobProto& proto, bool reshape = true);
 
  private:
-  float* data_ptr() const;
-  float* diff_ptr() const;
+  Storage& data_storage() const {
+    if (!data_) ensure(data_, data_offset_, data_owned_);
+    return *data_;
+  }
+  Storage& diff_storage() const {
+    if (!diff_) ensure(diff_, diff_offset_, diff_owned_);
+    return *diff_;
+  }
+  static const float* read(const Storage& s, size_t offset, const Device& device) {
+    return (device.type == DeviceType::CPU ? s.host() : s.device(device.index)) + offset;
+  }
+  static float* write(Storage& s, size_t offset, const Device& device) {
+    return (device.type == DeviceType::CPU ? s.mutable_host() : s.mutable_device(device.index)) + offset;
+  }
   void ensure(std::shared_ptr<Storage>& storage, size_t& offset, bool& owned) const;
 
   std::vector<int> shape_;

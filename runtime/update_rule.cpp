@@ -6,39 +6,41 @@
 
 namespace dsg {
 
-void UpdateRule::init(const std::vector<LearnableParam>& params) {
+void UpdateRule::init(const std::vector<LearnableParam>& params, const Device& device) {
+  device_ = device;
+  ops_ = &ops_for(device);
   history_.clear();
   history2_.clear();
   for (const auto& p : params) {
-    history_.emplace_back(size_t(p.tensor->count()), 0.0f);
-    if (uses_second_moment()) history2_.emplace_back(size_t(p.tensor->count()), 0.0f);
+    history_.emplace_back(std::vector<int>{int(p.tensor->count())});
+    if (uses_second_moment()) history2_.emplace_back(std::vector<int>{int(p.tensor->count())});
   }
 }
 
 void UpdateRule::save(SolverState* state) const {
   for (const auto& h : history_) {
     BlobProto* b = state->add_history();
-    b->mutable_shape()->add_dim(int64_t(h.size()));
-    b->mutable_data()->Add(h.begin(), h.end());
+    b->mutable_shape()->add_dim(h.count());
+    b->mutable_data()->Add(h.data(), h.data() + h.count());
   }
   for (const auto& h : history2_) {
     BlobProto* b = state->add_history2();
-    b->mutable_shape()->add_dim(int64_t(h.size()));
-    b->mutable_data()->Add(h.begin(), h.end());
+    b->mutable_shape()->add_dim(h.count());
+    b->mutable_data()->Add(h.data(), h.data() + h.count());
   }
 }
 
 void UpdateRule::load(const SolverState& state) {
-  auto restore = [](std::vector<std::vector<float>>& dst, const google::protobuf::RepeatedPtrField<BlobProto>& src,
+  auto restore = [](std::vector<Tensor>& dst, const google::protobuf::RepeatedPtrField<BlobProto>& src,
                     const char* what) {
     if (size_t(src.size()) != dst.size())
       throw Error(strfmt("solver state holds %d %s blobs but the net has %zu learnable parameters", src.size(), what,
                          dst.size()));
     for (size_t i = 0; i < dst.size(); ++i) {
-      if (size_t(src[int(i)].data_size()) != dst[i].size())
-        throw Error(strfmt("solver state %s blob %zu has %d values, expected %zu", what, i, src[int(i)].data_size(),
-                           dst[i].size()));
-      std::copy(src[int(i)].data().begin(), src[int(i)].data().end(), dst[i].begin());
+      if (int64_t(src[int(i)].data_size()) != dst[i].count())
+        throw Error(strfmt("solver state %s blob %zu has %d values, expected %lld", what, i, src[int(i)].data_size(),
+                           static_cast<long long>(dst[i].count())));
+      std::copy(src[int(i)].data().begin(), src[int(i)].data().end(), dst[i].mutable_data());
     }
   };
   restore(history_, state.history(), "history");
@@ -52,26 +54,13 @@ class SGDRule : public UpdateRule {
  public:
   using UpdateRule::UpdateRule;
   void compute_step(size_t i, Tensor& t, float rate, int) override {
-    float* g = t.mutable_diff();
-    float* v = history_[i].data();
-    const float m = param_.momentum();
-    for (int64_t k = 0; k < t.count(); ++k) {
-      v[k] = m * v[k] + rate * g[k];
-      g[k] = v[k];
-    }
+    const Device& d = device();
+    ops().sgd_step(t.count(), param_.momentum(), rate, t.mutable_diff(d), history_[i].mutable_data(d));
   }
   bool fused_l2_update(size_t i, Tensor& t, float rate, float decay) override {
-    float* __restrict g = t.mutable_diff();
-    float* __restrict w = t.mutable_data();
-    float* __restrict v = history_[i].data();
-    const float m = param_.momentum();
-    const int64_t n = t.count();
-    for (int64_t k = 0; k < n; ++k) {
-      float step = m * v[k] + rate * (g[k] + decay * w[k]);
-      v[k] = step;
-      w[k] -= step;
-      g[k] = 0.0f;
-    }
+    const Device& d = device();
+    ops().sgd_l2_update(t.count(), param_.momentum(), rate, decay, t.mutable_data(d), t.mutable_diff(d),
+                        history_[i].mutable_data(d));
     return true;
   }
 };
@@ -81,14 +70,8 @@ class NesterovRule : public UpdateRule {
  public:
   using UpdateRule::UpdateRule;
   void compute_step(size_t i, Tensor& t, float rate, int) override {
-    float* g = t.mutable_diff();
-    float* v = history_[i].data();
-    const float m = param_.momentum();
-    for (int64_t k = 0; k < t.count(); ++k) {
-      float prev = v[k];
-      v[k] = m * v[k] + rate * g[k];
-      g[k] = (1 + m) * v[k] - m * prev;
-    }
+    const Device& d = device();
+    ops().nesterov_step(t.count(), param_.momentum(), rate, t.mutable_diff(d), history_[i].mutable_data(d));
   }
 };
 
@@ -97,17 +80,12 @@ class AdamRule : public UpdateRule {
  public:
   using UpdateRule::UpdateRule;
   void compute_step(size_t i, Tensor& t, float rate, int iter) override {
-    float* g = t.mutable_diff();
-    float* m = history_[i].data();
-    float* v = history2_[i].data();
-    const float b1 = param_.momentum(), b2 = param_.momentum2(), eps = param_.delta();
+    const float b1 = param_.momentum(), b2 = param_.momentum2();
     const int step = iter + 1;
     const float correction = std::sqrt(1 - std::pow(b2, step)) / (1 - std::pow(b1, step));
-    for (int64_t k = 0; k < t.count(); ++k) {
-      m[k] = b1 * m[k] + (1 - b1) * g[k];
-      v[k] = b2 * v[k] + (1 - b2) * g[k] * g[k];
-      g[k] = rate * correction * m[k] / (std::sqrt(v[k]) + eps);
-    }
+    const Device& d = device();
+    ops().adam_step(t.count(), b1, b2, param_.delta(), rate * correction, t.mutable_diff(d),
+                    history_[i].mutable_data(d), history2_[i].mutable_data(d));
   }
 
  protected:

@@ -5,6 +5,7 @@
 #include <random>
 
 #include "runtime/error.hpp"
+#include "runtime/ops.hpp"
 
 namespace dsg {
 
@@ -81,9 +82,10 @@ std::vector<int> kmeans_1d(const std::vector<float>& values, std::vector<float>&
 
 std::vector<double> cluster_gradient_sums(const std::vector<uint8_t>& codes, const float* grads, size_t clusters) {
   std::vector<double> sums(clusters, 0.0);
-  for (size_t i = 0; i < codes.size(); ++i) {
-    if (codes[i] >= clusters) throw Error("cluster code out of range");
-    sums[codes[i]] += grads[i];
+  try {
+    cpu_ops().sum_by_code(int64_t(codes.size()), codes.data(), grads, int(clusters), sums.data());
+  } catch (const Error& e) {
+    throw Error(std::string("cluster code out of range: ") + e.what());
   }
   return sums;
 }

@@ -8,6 +8,7 @@
 
 #include "runtime/error.hpp"
 #include "runtime/layer.hpp"
+#include "runtime/ops.hpp"
 #include "sparsity/kmeans.hpp"
 #include "sparsity/quantizer.hpp"
 
@@ -48,18 +49,22 @@ class KMeansQuantizer : public Quantizer {
   void before_update(float) override {
     if (!active_) return;
     Tensor& w = *layer_.blobs()[0];
+    const DeviceOps& ops = cpu_ops();
     float* g = w.mutable_diff();
-    std::vector<double> sums = cluster_gradient_sums(codes_, g, codebook_.size());
-    for (int64_t i = 0; i < w.count(); ++i) g[i] = codes_[size_t(i)] ? float(sums[codes_[size_t(i)]]) : 0.0f;
+    const int clusters = int(codebook_.size());
+    const std::vector<double> sums = cluster_gradient_sums(codes_, g, codebook_.size());
+    std::vector<float> table(size_t(clusters), 0.0f);
+    for (int c = 1; c < clusters; ++c) table[size_t(c)] = float(sums[size_t(c)]);
+    ops.lookup(w.count(), codes_.data(), table.data(), clusters, g);
   }
 
   void after_update() override {
     if (!active_) return;
     const Tensor& w = *layer_.blobs()[0];
-    const float* d = w.data();
     std::vector<double> sum(codebook_.size(), 0.0);
+    cpu_ops().sum_by_code(w.count(), codes_.data(), w.data(), int(codebook_.size()), sum.data());
     std::vector<int64_t> count(codebook_.size(), 0);
-    for (int64_t i = 0; i < w.count(); ++i) sum[codes_[size_t(i)]] += d[i], ++count[codes_[size_t(i)]];
+    for (uint8_t c : codes_) ++count[c];
     for (size_t c = 1; c < codebook_.size(); ++c)
       if (count[c]) codebook_[c] = float(sum[c] / double(count[c]));
     write_weights();

@@ -7,6 +7,7 @@
 #include "runtime/config.hpp"
 #include "runtime/error.hpp"
 #include "runtime/layer.hpp"
+#include "runtime/ops.hpp"
 
 namespace dsg {
 namespace {
@@ -127,32 +128,27 @@ std::vector<float> SparsityPolicy::weight_values() const {
   return out;
 }
 
+// The masks are host memory, so the policies mask through the CPU ops.
 void SparsityPolicy::mask_gradients() {
   if (!active_) return;
+  const DeviceOps& ops = cpu_ops();
   size_t off = 0;
   for (Tensor* w : weight_tensors()) {
-    float* g = w->mutable_diff();
-    for (int64_t i = 0; i < w->count(); ++i) g[i] *= mask_[off + size_t(i)];
+    ops.apply_mask(w->count(), mask_.data() + off, w->mutable_diff());
     off += size_t(w->count());
   }
-  if (!bias_mask_.empty()) {
-    float* gb = layer_.blobs()[1]->mutable_diff();
-    for (size_t i = 0; i < bias_mask_.size(); ++i) gb[i] *= bias_mask_[i];
-  }
+  if (!bias_mask_.empty()) ops.apply_mask(int64_t(bias_mask_.size()), bias_mask_.data(), layer_.blobs()[1]->mutable_diff());
 }
 
 void SparsityPolicy::mask_weights() {
   if (!active_) return;
+  const DeviceOps& ops = cpu_ops();
   size_t off = 0;
   for (Tensor* w : weight_tensors()) {
-    float* d = w->mutable_data();
-    for (int64_t i = 0; i < w->count(); ++i) d[i] *= mask_[off + size_t(i)];
+    ops.apply_mask(w->count(), mask_.data() + off, w->mutable_data());
     off += size_t(w->count());
   }
-  if (!bias_mask_.empty()) {
-    float* b = layer_.blobs()[1]->mutable_data();
-    for (size_t i = 0; i < bias_mask_.size(); ++i) b[i] *= bias_mask_[i];
-  }
+  if (!bias_mask_.empty()) ops.apply_mask(int64_t(bias_mask_.size()), bias_mask_.data(), layer_.blobs()[1]->mutable_data());
 }
 
 void SparsityPolicy::release() {

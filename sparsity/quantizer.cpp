@@ -2,6 +2,7 @@
 
 #include "runtime/error.hpp"
 #include "runtime/layer.hpp"
+#include "runtime/ops.hpp"
 
 namespace dsg {
 
@@ -23,8 +24,7 @@ void Quantizer::validate() const {
 
 void Quantizer::write_weights() {
   Tensor& w = *layer_.blobs()[0];
-  float* d = w.mutable_data();
-  for (int64_t i = 0; i < w.count(); ++i) d[i] = codebook_[codes_[size_t(i)]];
+  cpu_ops().lookup(w.count(), codes_.data(), codebook_.data(), int(codebook_.size()), w.mutable_data());
 }
 
 void Quantizer::save(QuantizerState* state) const {

@@ -8,6 +8,8 @@
 //                         W_p / W_n and hands the latent weights to the solver);
 //   after_update()        projects the updated blob back onto the quantized values.
 // Pruned weights (code 0) stay exactly zero. Registered by method name (DSG_REGISTER_QUANTIZER).
+// Decisions (clustering, thresholds) run on the host; the per-weight loops run through the CPU
+// DeviceOps (runtime/ops.hpp), as the codes and codebooks are host memory.
 #pragma once
 #include <memory>
 #include <string>

@@ -12,6 +12,7 @@
 
 #include "runtime/error.hpp"
 #include "runtime/layer.hpp"
+#include "runtime/ops.hpp"
 #include "sparsity/quantizer.hpp"
 
 namespace dsg {
@@ -47,19 +48,19 @@ class TtqQuantizer : public Quantizer {
   void before_update(float rate) override {
     if (!active_) return;
     Tensor& w = *layer_.blobs()[0];
+    const DeviceOps& ops = cpu_ops();
     float* g = w.mutable_diff();
-    double dwp = 0, dwn = 0;
-    for (int64_t i = 0; i < w.count(); ++i) {
-      uint8_t c = codes_[size_t(i)];
-      if (c == 1) dwp += g[i], g[i] *= wp_;
-      else if (c == 2) dwn -= g[i], g[i] *= wn_;
-    }
+    double sums[3];
+    ops.sum_by_code(w.count(), codes_.data(), g, 3, sums);
+    const double dwp = sums[1], dwn = -sums[2];
+    const float scales[3] = {1.0f, wp_, wn_};
+    ops.scale_by_code(w.count(), codes_.data(), scales, 3, g);
     float lr = rate * param_.scale_lr_mult() *
                (layer_.param().param_size() > 0 ? layer_.param().param(0).lr_mult() : 1.0f);
     wp_ = float(wp_ - lr * dwp);
     wn_ = float(wn_ - lr * dwn);
     // The solver updates the latent weights.
-    std::copy(latent_.begin(), latent_.end(), w.mutable_data());
+    ops.copy(w.count(), latent_.data(), w.mutable_data());
   }
 
   void after_update() override {

@@ -1,0 +1,22 @@
+#include "runtime/ops.hpp"
+
+#include "runtime/error.hpp"
+
+namespace dsg {
+
+#ifdef DSG_WITH_CUDA
+// The CUDA ops of device `ordinal` (runtime/cuda_ops.cu); throws when it cannot be used.
+const DeviceOps& cuda_ops(int ordinal);
+#endif
+
+const DeviceOps& ops_for(const Device& device) {
+  if (device.type == DeviceType::CPU) return cpu_ops();
+#ifdef DSG_WITH_CUDA
+  return cuda_ops(device.index);
+#else
+  throw Error("device " + device.name() + " requested, but this build has no CUDA backend",
+              "configure on a machine with the CUDA toolkit (nvcc) and DSG_ENABLE_CUDA=ON, or use device cpu");
+#endif
+}
+
+}  // namespace dsg
