@@ -33,6 +33,7 @@
 #include "runtime/layer.hpp"
 #include "runtime/math.hpp"
 #include "runtime/parallel.hpp"
+#include "layers/conv_geometry.hpp"
 #include "layers/conv_im2col.hpp"
 #include "layers/dsg_select.hpp"
 #include "layers/structured.hpp"
@@ -43,7 +44,7 @@ namespace {
 using namespace conv_detail;
 
 constexpr int64_t kColumnFloatsPerThread = int64_t(1) << 18;  // 1 MiB, about one core's L2
-constexpr int64_t kGrainElems = 1 << 15;          // elements of work per parallel_for chunk
+constexpr int64_t kGrainElems = kParallelGrain;  // elements of work per parallel_for chunk
 
 }  // namespace
 
@@ -420,55 +421,9 @@ class ConvolutionLayer : public Layer {
     configure_structure();
   }
 
-  // Reads kernel/stride/pad/dilation in Caffe's forms: the repeated field with 1 or 2 entries
-  // (h, w), or the _h/_w pair.
   void read_geometry(const ConvolutionParameter& p) {
-    auto pick = [&](const char* name, const google::protobuf::RepeatedField<uint32_t>& v, int def, int& h,
-                    int& w) {
-      if (v.size() == 0) {
-        h = w = def;
-      } else if (v.size() == 1) {
-        h = w = static_cast<int>(v.Get(0));
-      } else if (v.size() == 2) {
-        h = static_cast<int>(v.Get(0));
-        w = static_cast<int>(v.Get(1));
-      } else {
-        throw Error(where() + strfmt("%s must be given once or twice (h, w) for 2-D convolution, got %d values",
-                                     name, v.size()));
-      }
-    };
-    if (p.has_kernel_h() || p.has_kernel_w()) {
-      if (p.kernel_size_size() > 0)
-        throw Error(where() + "give either kernel_size or kernel_h/kernel_w, not both");
-      if (!p.has_kernel_h() || !p.has_kernel_w())
-        throw Error(where() + "kernel_h and kernel_w must be given together");
-      kh_ = static_cast<int>(p.kernel_h());
-      kw_ = static_cast<int>(p.kernel_w());
-    } else {
-      if (p.kernel_size_size() == 0) throw Error(where() + "kernel_size (or kernel_h and kernel_w) is required");
-      pick("kernel_size", p.kernel_size(), 0, kh_, kw_);
-    }
-    if (p.has_stride_h() || p.has_stride_w()) {
-      if (p.stride_size() > 0) throw Error(where() + "give either stride or stride_h/stride_w, not both");
-      if (!p.has_stride_h() || !p.has_stride_w())
-        throw Error(where() + "stride_h and stride_w must be given together");
-      sh_ = static_cast<int>(p.stride_h());
-      sw_ = static_cast<int>(p.stride_w());
-    } else {
-      pick("stride", p.stride(), 1, sh_, sw_);
-    }
-    if (p.has_pad_h() || p.has_pad_w()) {
-      if (p.pad_size() > 0) throw Error(where() + "give either pad or pad_h/pad_w, not both");
-      ph_ = static_cast<int>(p.pad_h());
-      pw_ = static_cast<int>(p.pad_w());
-    } else {
-      pick("pad", p.pad(), 0, ph_, pw_);
-    }
-    pick("dilation", p.dilation(), 1, dh_, dw_);
-    if (kh_ <= 0 || kw_ <= 0 || sh_ <= 0 || sw_ <= 0 || dh_ <= 0 || dw_ <= 0 || ph_ < 0 || pw_ < 0)
-      throw Error(where() + strfmt("kernel %dx%d, stride %dx%d and dilation %dx%d must be positive, pad %dx%d "
-                                   "non-negative",
-                                   kh_, kw_, sh_, sw_, dh_, dw_, ph_, pw_));
+    const ConvGeometry g = read_conv_geometry(p, where());
+    kh_ = g.kh, kw_ = g.kw, sh_ = g.sh, sw_ = g.sw, ph_ = g.ph, pw_ = g.pw, dh_ = g.dh, dw_ = g.dw;
   }
 
   PlaneGeometry geometry() const {

@@ -42,14 +42,14 @@ class DropoutLayer : public Layer {
     float* y = top[0]->mutable_data();
     train_ = ctx.phase == TRAIN;
     if (!train_) {
-      if (x != y) parallel_for(n, 1 << 15, [&](int64_t b, int64_t e) { std::copy(x + b, x + e, y + b); });
+      if (x != y) parallel_for(n, kParallelGrain, [&](int64_t b, int64_t e) { std::copy(x + b, x + e, y + b); });
       return;
     }
     multiplier_.resize(size_t(n));
     float* m = multiplier_.data();
     const float scale = 1.0f / (1.0f - ratio_), p = ratio_;
     const uint64_t seed = ctx.seed, stream = counter_stream(ctx.iteration, key());
-    parallel_for(n, 1 << 15, [&](int64_t begin, int64_t end) {
+    parallel_for(n, kParallelGrain, [&](int64_t begin, int64_t end) {
       // Uniforms for whole Philox blocks first (a loop of independent blocks the compiler can
       // vectorise), then the mask.
       const int64_t first = begin >> 2, blocks = ((end + 3) >> 2) - first;
@@ -70,13 +70,13 @@ class DropoutLayer : public Layer {
     const float* dy = top[0]->diff();
     float* dx = bottom[0]->mutable_diff();
     if (!train_) {
-      if (dx != dy) parallel_for(n, 1 << 15, [&](int64_t b, int64_t e) { std::copy(dy + b, dy + e, dx + b); });
+      if (dx != dy) parallel_for(n, kParallelGrain, [&](int64_t b, int64_t e) { std::copy(dy + b, dy + e, dx + b); });
       return;
     }
     if (int64_t(multiplier_.size()) != n)
       throw Error(where() + "backward without a matching TRAIN forward for shape " + bottom[0]->shape_string());
     const float* m = multiplier_.data();
-    parallel_for(n, 1 << 15, [&](int64_t begin, int64_t end) {
+    parallel_for(n, kParallelGrain, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) dx[i] = dy[i] * m[i];
     });
   }

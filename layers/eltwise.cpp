@@ -55,7 +55,7 @@ class EltwiseLayer : public Layer {
     float* y = top[0]->mutable_data();
     if (op_ == EltwiseParameter::MAX) argmax_.resize(size_t(n));
     int* arg = argmax_.data();
-    parallel_for(n, 1 << 15, [&](int64_t begin, int64_t end) {
+    parallel_for(n, kParallelGrain, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
         switch (op_) {
           case EltwiseParameter::PROD: {
@@ -95,7 +95,7 @@ class EltwiseLayer : public Layer {
     for (size_t b = 0; b < nb; ++b) {
       if (!propagate_down[b]) continue;
       float* dx = bottom[b]->mutable_diff();
-      parallel_for(n, 1 << 15, [&](int64_t begin, int64_t end) {
+      parallel_for(n, kParallelGrain, [&](int64_t begin, int64_t end) {
         for (int64_t i = begin; i < end; ++i) {
           switch (op_) {
             case EltwiseParameter::PROD: {

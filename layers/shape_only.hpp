@@ -27,7 +27,7 @@ class ShapeOnlyLayer : public Layer {
 
  private:
   static void copy(const float* from, float* to, int64_t n) {
-    parallel_for(n, 1 << 15, [&](int64_t b, int64_t e) { std::copy(from + b, from + e, to + b); });
+    parallel_for(n, kParallelGrain, [&](int64_t b, int64_t e) { std::copy(from + b, from + e, to + b); });
   }
 };
 

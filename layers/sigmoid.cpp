@@ -26,7 +26,7 @@ class SigmoidLayer : public Layer {
   void forward_cpu(const TensorVec& bottom, const TensorVec& top, const Context&) override {
     const float* x = bottom[0]->data();
     float* y = top[0]->mutable_data();
-    parallel_for(bottom[0]->count(), 1 << 15, [&](int64_t begin, int64_t end) {
+    parallel_for(bottom[0]->count(), kParallelGrain, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) y[i] = 1.0f / (1.0f + std::exp(-x[i]));
     });
   }
@@ -37,7 +37,7 @@ class SigmoidLayer : public Layer {
     const float* y = top[0]->data();
     const float* dy = top[0]->diff();
     float* dx = bottom[0]->mutable_diff();
-    parallel_for(bottom[0]->count(), 1 << 15, [&](int64_t begin, int64_t end) {
+    parallel_for(bottom[0]->count(), kParallelGrain, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) dx[i] = dy[i] * y[i] * (1.0f - y[i]);
     });
   }

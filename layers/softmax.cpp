@@ -6,6 +6,7 @@
 
 #include "runtime/error.hpp"
 #include "runtime/layer.hpp"
+#include "runtime/ops.hpp"
 #include "runtime/parallel.hpp"
 
 namespace dsg {
@@ -33,18 +34,7 @@ class SoftmaxLayer : public Layer {
   }
 
   void forward_cpu(const TensorVec& bottom, const TensorVec& top, const Context&) override {
-    const float* x = bottom[0]->data();
-    float* y = top[0]->mutable_data();
-    const int64_t C = channels_, inner = inner_;
-    for_positions([&](int64_t p) {
-      const int64_t base = (p / inner) * C * inner + p % inner;
-      float mx = x[base];
-      for (int64_t c = 1; c < C; ++c) mx = std::max(mx, x[base + c * inner]);
-      float sum = 0;
-      for (int64_t c = 0; c < C; ++c) sum += (y[base + c * inner] = std::exp(x[base + c * inner] - mx));
-      const float inv = 1.0f / sum;
-      for (int64_t c = 0; c < C; ++c) y[base + c * inner] *= inv;
-    });
+    cpu_ops().softmax(outer_, channels_, inner_, bottom[0]->data(), top[0]->mutable_data());
   }
 
   void backward_cpu(const TensorVec& top, const std::vector<bool>& propagate_down, const TensorVec& bottom,
@@ -66,7 +56,7 @@ class SoftmaxLayer : public Layer {
   // Runs fn(p) for each of the outer_ * inner_ softmax positions, in parallel for big bottoms.
   template <class Fn>
   void for_positions(Fn&& fn) const {
-    const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 15) / std::max<int64_t>(1, channels_));
+    const int64_t grain = std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(1, channels_));
     parallel_for(outer_ * inner_, grain, [&](int64_t begin, int64_t end) {
       for (int64_t p = begin; p < end; ++p) fn(p);
     });

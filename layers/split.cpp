@@ -39,7 +39,7 @@ class SplitLayer : public Layer {
     float* dx = bottom[0]->mutable_diff();
     std::vector<const float*> dy;
     for (Tensor* t : top) dy.push_back(t->diff());
-    parallel_for(bottom[0]->count(), 1 << 15, [&](int64_t begin, int64_t end) {
+    parallel_for(bottom[0]->count(), kParallelGrain, [&](int64_t begin, int64_t end) {
       std::copy(dy[0] + begin, dy[0] + end, dx + begin);
       for (size_t k = 1; k < dy.size(); ++k)
         for (int64_t i = begin; i < end; ++i) dx[i] += dy[k][i];

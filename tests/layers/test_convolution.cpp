@@ -472,3 +472,27 @@ TEST_CASE("Convolution filter-pruned LeNet-5 timing", "[.bench]") {
               "10/20 input channels %.3f (%.2fx), both %.3f (%.2fx)\n",
               threads, dense, outs, dense / outs, ins, dense / ins, both, dense / both);
 }
+
+// Caffe's forms of the window geometry (layers/conv_geometry.cpp), read directly.
+#include "layers/conv_geometry.hpp"
+#include "runtime/config.hpp"
+
+TEST_CASE("read_conv_geometry accepts Caffe's forms and refuses conflicting ones", "[layer][convolution]") {
+  auto read = [](const std::string& text) {
+    ConvolutionParameter p;
+    parse_text_proto(text, "conv", &p);
+    return read_conv_geometry(p, "layer 'c': ");
+  };
+  const ConvGeometry square = read("kernel_size: 3 stride: 2 pad: 1");
+  CHECK((square.kh == 3 && square.kw == 3 && square.sh == 2 && square.sw == 2 && square.ph == 1 && square.pw == 1));
+  CHECK((square.dh == 1 && square.dw == 1));
+  const ConvGeometry pairs = read("kernel_size: 3 kernel_size: 5 dilation: 2 dilation: 1");
+  CHECK((pairs.kh == 3 && pairs.kw == 5 && pairs.dh == 2 && pairs.dw == 1 && pairs.sh == 1 && pairs.ph == 0));
+  const ConvGeometry named = read("kernel_h: 2 kernel_w: 4 stride_h: 1 stride_w: 3 pad_h: 0 pad_w: 2");
+  CHECK((named.kh == 2 && named.kw == 4 && named.sh == 1 && named.sw == 3 && named.ph == 0 && named.pw == 2));
+  CHECK_THROWS_WITH(read("kernel_size: 3 kernel_h: 3 kernel_w: 3"), Catch::Contains("layer 'c': give either kernel_size"));
+  CHECK_THROWS_WITH(read("kernel_h: 3"), Catch::Contains("must be given together"));
+  CHECK_THROWS_WITH(read("stride: 1"), Catch::Contains("kernel_size (or kernel_h and kernel_w) is required"));
+  CHECK_THROWS_WITH(read("kernel_size: 1 kernel_size: 2 kernel_size: 3"), Catch::Contains("once or twice"));
+  CHECK_THROWS_WITH(read("kernel_size: 3 stride: 0"), Catch::Contains("must be positive"));
+}

@@ -247,3 +247,46 @@ TEST_CASE("InnerProduct filter-pruned LeNet-5 timing", "[.bench]") {
               "400/800 input features %.3f (%.2fx), both %.3f (%.2fx)\n",
               threads, dense, o, dense / o, i, dense / i, both, dense / both);
 }
+
+// The device path of the dense InnerProduct (layers/dense_product.cpp, written once against
+// DeviceOps) run with the CPU ops reproduces the CPU layer, both layouts, to GEMM rounding.
+#include <vector>
+
+#include "layers/dense_product.hpp"
+#include "runtime/ops.hpp"
+
+TEST_CASE("dense_product through the CPU ops matches the InnerProduct layer", "[layer][inner_product][device]") {
+  for (bool transpose : {false, true}) {
+    INFO("transpose " << transpose);
+    auto layer = create_layer(ip_param(5, true, transpose));
+    Tensor x({4, 7}), y;
+    test::fill_uniform(x, -1, 1, 21);
+    std::mt19937_64 rng(3);
+    layer->setup({&x}, {&y}, rng);
+    layer->forward({&x}, {&y}, Context{});
+    std::mt19937_64 gen(22);
+    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+    for (int64_t i = 0; i < y.count(); ++i) y.mutable_diff()[i] = u(gen);
+    layer->blobs()[0]->zero_diff();
+    layer->blobs()[1]->zero_diff();
+    layer->backward({&y}, {true}, {&x}, Context{});
+
+    const DenseProduct p{4, 5, 7, transpose};
+    const float* w = layer->blobs()[0]->data();
+    const float* b = layer->blobs()[1]->data();
+    std::vector<float> out(20), dw(35, 0.0f), db(5, 0.0f), dx(28);
+    dense_product_forward(cpu_ops(), p, x.data(), w, b, out.data());
+    dense_product_backward(cpu_ops(), p, x.data(), w, y.diff(), dw.data(), db.data(), dx.data());
+    // Y = X op(W)^T + b: K = 7 products and the bias.
+    test::check_within("y", 20, out, y.data(), test::gemm_tolerance(false, !transpose, 4, 5, 7, 1.0f, x.data(), w, 1.0f, y.data()));
+    test::check_within("dx", 28, dx, x.diff(), test::gemm_tolerance(false, transpose, 4, 7, 5, 1.0f, y.diff(), w));
+    const std::vector<double> tol_dw = transpose ? test::gemm_tolerance(true, false, 7, 5, 4, 1.0f, x.data(), y.diff())
+                                                 : test::gemm_tolerance(true, false, 5, 7, 4, 1.0f, y.diff(), x.data());
+    test::check_within("dw", 35, dw, layer->blobs()[0]->diff(), tol_dw);
+    for (int j = 0; j < 5; ++j) {
+      test::ReductionBound bound;
+      for (int i = 0; i < 4; ++i) bound.add(y.diff()[i * 5 + j]);
+      CHECK(std::fabs(db[size_t(j)] - layer->blobs()[1]->diff()[j]) <= bound.tolerance());
+    }
+  }
+}
