@@ -14,14 +14,7 @@ class CudaBackend final : public DeviceBackend {
  public:
   const char* name() const override { return "cuda"; }
 
-  void check_device(int ordinal) const override {
-    std::string reason;
-    const int count = cuda_device_count(&reason);
-    if (count == 0) throw Error(reason, "run on a machine with an NVIDIA GPU, or use device cpu");
-    if (ordinal < 0 || ordinal >= count)
-      throw Error(strfmt("CUDA device %d requested, but this machine has %d", ordinal, count),
-                  "use cuda:N with N below the device count");
-  }
+  void check_device(int ordinal) const override { require_cuda_device(ordinal); }
 
   void* allocate(int ordinal, size_t bytes) override {
     DSG_CUDA_CHECK(cudaSetDevice(ordinal));

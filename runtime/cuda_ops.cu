@@ -159,12 +159,7 @@ const DeviceOps& cuda_ops(int ordinal) {
   static std::vector<CudaOps*> ops;  // live until exit (no teardown after the CUDA runtime's)
   std::lock_guard<std::mutex> lock(mutex);
   if (ordinal >= 0 && ordinal < int(ops.size()) && ops[size_t(ordinal)]) return *ops[size_t(ordinal)];
-  std::string reason;
-  const int count = cuda_device_count(&reason);
-  if (count == 0) throw Error(reason, "run on a machine with an NVIDIA GPU, or use device cpu");
-  if (ordinal < 0 || ordinal >= count)
-    throw Error(strfmt("CUDA device %d requested, but this machine has %d", ordinal, count),
-                "use cuda:N with N below the device count");
+  require_cuda_device(ordinal);
   if (int(ops.size()) <= ordinal) ops.resize(size_t(ordinal) + 1);
   ops[size_t(ordinal)] = new CudaOps(ordinal);
   return *ops[size_t(ordinal)];

@@ -20,6 +20,15 @@ Device parse_device(const std::string& text) {
   throw Error("unknown device '" + text + "'", "use cpu, cuda or cuda:N");
 }
 
+void require_cuda_device(int ordinal) {
+  std::string reason;
+  const int count = cuda_device_count(&reason);
+  if (count == 0) throw Error(reason, "run on a machine with an NVIDIA GPU, or use device cpu");
+  if (ordinal < 0 || ordinal >= count)
+    throw Error(strfmt("CUDA device %d requested, but this machine has %d", ordinal, count),
+                "use cuda:N with N below the device count");
+}
+
 bool cuda_built() {
 #ifdef DSG_WITH_CUDA
   return true;

@@ -22,6 +22,10 @@ Device parse_device(const std::string& text);
 // present. `reason` receives a human-readable explanation when 0 is returned.
 int cuda_device_count(std::string* reason = nullptr);
 
+// Throws dsg::Error (with the reason from cuda_device_count and a hint) unless CUDA device
+// `ordinal` exists.
+void require_cuda_device(int ordinal);
+
 // Whether this build has the CUDA backend (nvcc was found at configure time). Layers with CUDA
 // kernels answer supports(CUDA, ...) with it; a device may still be missing at run time.
 bool cuda_built();
