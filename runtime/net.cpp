@@ -87,9 +87,6 @@ Net::Net(const NetParameter& param, Phase phase, std::mt19937_64& rng, const std
     : name_(param.name()), phase_(phase) {
   build(param, rng, locations);
   build_arena();
-  for (size_t i = 0; i < layers_.size(); ++i) graph_.layers.push_back(layers_[i].get());
-  graph_.bottoms = bottoms_;
-  graph_.tops = tops_;
   for (size_t i = 0; i < layers_.size(); ++i)
     if (layers_[i]->drops_units()) dynamic_.push_back({i, dynamic_drop_producer(graph_, i)});
   find_double_masks();
@@ -108,16 +105,16 @@ void Net::find_double_masks() {
   shared_selection_.assign(layers_.size(), false);
   for (size_t i = 0; i < layers_.size(); ++i) {
     if (!layers_[i]->param().has_dsg_param()) continue;
-    const Tensor* t = tops_[i][0];
+    const Tensor* t = graph_.tops[i][0];
     int last = -1;
     bool relu = false;
     for (size_t j = i + 1; j < layers_.size(); ++j) {
       bool reads = false;
-      for (const Tensor* b : bottoms_[j]) reads = reads || b == t;
+      for (const Tensor* b : graph_.bottoms[j]) reads = reads || b == t;
       if (!reads) continue;
       const Layer& next = *layers_[j];
       const ChannelFlow flow = next.channel_flow();
-      const bool single = bottoms_[j].size() == 1 && tops_[j].size() == 1;
+      const bool single = graph_.bottoms[j].size() == 1 && graph_.tops[j].size() == 1;
       const bool elementwise = single && flow.kind == ChannelFlow::kElementwise;
       if (!relu) {
         // The activation: a rectifier (ReLU) that keeps the dropped outputs zero.
@@ -130,7 +127,7 @@ void Net::find_double_masks() {
       } else {
         break;
       }
-      t = tops_[j][0];
+      t = graph_.tops[j][0];
     }
     if (!relu)
       throw Error("layer '" + layers_[i]->name() + "': dsg_param needs a ReLU after the layer (DSG's CONV/FC -> ReLU -> BN order)");
@@ -144,7 +141,7 @@ void Net::find_double_masks() {
 void Net::apply_output_mask(size_t layer, bool diff, const Context& ctx) {
   const std::vector<uint8_t>* mask = layers_[size_t(masked_by_[layer])]->dynamic_output_mask();
   if (!mask) return;
-  Tensor& t = *tops_[layer][0];
+  Tensor& t = *graph_.tops[layer][0];
   if (int64_t(mask->size()) != t.count())
     throw Error("layer '" + layers_[layer]->name() + "': the DSG mask of '" + layers_[size_t(masked_by_[layer])]->name() +
                 "' has " + std::to_string(mask->size()) + " entries, the top has " + std::to_string(t.count()));
@@ -227,8 +224,9 @@ void Net::build(const NetParameter& full, std::mt19937_64& rng, const std::vecto
       for (const auto& t : lp.top()) blob_needs_backward[t] = needs;
       layer_needs_backward_.push_back(needs);
       propagate_down_.push_back(propagate);
-      bottoms_.push_back(bottom);
-      tops_.push_back(top);
+      graph_.layers.push_back(layer.get());
+      graph_.bottoms.push_back(bottom);
+      graph_.tops.push_back(top);
       layers_.push_back(std::move(layer));
     } catch (const Error& e) {
       throw Error(loc + e.what(), e.hint());
@@ -282,7 +280,7 @@ float Net::forward(const Context& ctx) {
   float loss = 0;
   for (size_t i = 0; i < layers_.size(); ++i) {
     const auto begin = profiling_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
-    loss += layers_[i]->forward(bottoms_[i], tops_[i], ctx);
+    loss += layers_[i]->forward(graph_.bottoms[i], graph_.tops[i], ctx);
     if (masked_by_[i] >= 0) apply_output_mask(i, false, ctx);
     if (profiling_) {
       times_[i].forward_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
@@ -299,15 +297,15 @@ void Net::backward(const Context& ctx) {
   const DeviceOps& ops = ops_for(ctx.device);
   for (size_t i = layers_.size(); i-- > 0;) {
     Layer& layer = *layers_[i];
-    for (size_t t = 0; t < tops_[i].size(); ++t) {
+    for (size_t t = 0; t < graph_.tops[i].size(); ++t) {
       float w = layer.loss_weight(int(t));
       if (w == 0) continue;
-      ops.fill(tops_[i][t]->count(), w, tops_[i][t]->mutable_diff(ctx.device));
+      ops.fill(graph_.tops[i][t]->count(), w, graph_.tops[i][t]->mutable_diff(ctx.device));
     }
     if (!layer_needs_backward_[i]) continue;
     const auto begin = profiling_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
     if (masked_by_[i] >= 0) apply_output_mask(i, true, ctx);
-    layer.backward(tops_[i], propagate_down_[i], bottoms_[i], ctx);
+    layer.backward(graph_.tops[i], propagate_down_[i], graph_.bottoms[i], ctx);
     if (profiling_) {
       times_[i].backward_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
       ++times_[i].backwards;

@@ -57,8 +57,8 @@ class Net {
   const std::vector<LayerTime>& layer_times() const { return times_; }
 
   // The bottoms / tops of layer i (for cost accounting and tests).
-  const TensorVec& bottoms(size_t i) const { return bottoms_[i]; }
-  const TensorVec& tops(size_t i) const { return tops_[i]; }
+  const TensorVec& bottoms(size_t i) const { return graph_.bottoms[i]; }
+  const TensorVec& tops(size_t i) const { return graph_.tops[i]; }
   // The layers with their bottoms and tops, for graph passes (runtime/channel_pass.hpp).
   const LayerGraph& graph() const { return graph_; }
   // The structure pass: from the active_outputs set on the layers (FILTER pruning, approximate
@@ -114,8 +114,7 @@ class Net {
   std::string name_;
   Phase phase_;
   std::vector<std::unique_ptr<Layer>> layers_;
-  std::vector<TensorVec> bottoms_, tops_;
-  LayerGraph graph_;
+  LayerGraph graph_;  // the layers (owned by layers_) with their bottoms and tops
   std::vector<std::vector<bool>> propagate_down_;
   std::vector<bool> layer_needs_backward_;
   std::map<std::string, std::shared_ptr<Tensor>> blobs_;
