@@ -107,19 +107,7 @@ Evaluator::Evaluator(const std::string& model_path, const std::string& data_dir)
       policies.back()->load(s);
     } else if (sp.granularity() == SparsityParameter::FILTER && s.active() && s.mask_size() > 0) {
       // The policy is not built into this binary: derive the kept filters from the mask bits.
-      const Tensor& w = *layer->blobs()[0];
-      const std::string& bits = s.mask(0);
-      if (bits.size() != size_t((w.count() + 7) / 8))
-        throw Error("layer '" + layer->name() + "': snapshot mask has the wrong size for weights " + w.shape_string());
-      const int64_t rows = w.shape(0), per = w.count() / std::max<int64_t>(1, rows);
-      std::vector<int> kept;
-      for (int64_t r = 0; r < rows; ++r)
-        for (int64_t i = r * per; i < (r + 1) * per; ++i)
-          if ((uint8_t(bits[size_t(i / 8)]) >> (i % 8)) & 1u) {
-            kept.push_back(int(r));
-            break;
-          }
-      layer->set_active_outputs(kept);
+      layer->set_active_outputs(stored_kept_outputs(s, *layer));
     }
   }
   apply_structure(*net_, policies);

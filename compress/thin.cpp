@@ -10,6 +10,7 @@
 #include "runtime/error.hpp"
 #include "runtime/model_file.hpp"
 #include "runtime/net.hpp"
+#include "sparsity/policy.hpp"
 
 namespace dsg {
 namespace {
@@ -44,19 +45,8 @@ KeptMap kept_filters(const ModelFile& model, const Net& net) {
     Layer* layer = net.layer_by_name(s.layer());
     if (!layer || layer->blobs().empty() || !s.active() || s.mask_size() == 0) continue;
     if (layer->param().sparsity_param().granularity() != SparsityParameter::FILTER) continue;
-    const Tensor& w = *layer->blobs()[0];
-    const std::string& bits = s.mask(0);
-    if (bits.size() != size_t((w.count() + 7) / 8))
-      throw Error("layer '" + layer->name() + "': snapshot mask has the wrong size for weights " + w.shape_string());
-    const int64_t rows = w.shape(0), per = w.count() / std::max<int64_t>(1, rows);
-    std::vector<int> k;
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t i = r * per; i < (r + 1) * per; ++i)
-        if ((uint8_t(bits[size_t(i / 8)]) >> (i % 8)) & 1u) {
-          k.push_back(int(r));
-          break;
-        }
-    if (int64_t(k.size()) < rows) kept[layer->name()] = k;
+    std::vector<int> k = stored_kept_outputs(s, *layer);
+    if (int64_t(k.size()) < layer->blobs()[0]->shape(0)) kept[layer->name()] = std::move(k);
   }
   return kept;
 }

@@ -232,4 +232,20 @@ std::vector<uint8_t> keep_top(const std::vector<float>& scores, size_t keep) {
   return mask;
 }
 
+std::vector<int> stored_kept_outputs(const PolicyState& state, const Layer& layer) {
+  const Tensor& w = *layer.blobs()[0];
+  const std::string& bits = state.mask(0);
+  if (bits.size() != size_t((w.count() + 7) / 8))
+    throw Error("layer '" + layer.name() + "': snapshot mask has the wrong size for weights " + w.shape_string());
+  const int64_t rows = w.shape(0), per = w.count() / std::max<int64_t>(1, rows);
+  std::vector<int> kept;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t i = r * per; i < (r + 1) * per; ++i)
+      if ((uint8_t(bits[size_t(i / 8)]) >> (i % 8)) & 1u) {
+        kept.push_back(int(r));
+        break;
+      }
+  return kept;
+}
+
 }  // namespace dsg

@@ -103,6 +103,12 @@ struct PolicyRegistrar {
 // Helpers shared by policies: keep the `keep` largest scores (ties broken by lower index).
 std::vector<uint8_t> keep_top(const std::vector<float>& scores, size_t keep);
 
+// The output rows of `layer`'s blob 0 that keep at least one weight in the stored mask of a
+// snapshot's PolicyState (mask(0): one bit per weight, LSB first), without creating the policy
+// (thinning, and tools whose binary lacks the policy). Throws dsg::Error when the mask does not
+// fit the weights.
+std::vector<int> stored_kept_outputs(const PolicyState& state, const Layer& layer);
+
 }  // namespace dsg
 
 #define DSG_REGISTER_POLICY(name_string, Class)                                                            \
