@@ -4,6 +4,7 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include "runtime/cuda_blas.cuh"
 #include "runtime/error.hpp"
 
 namespace dsg {
@@ -18,7 +19,7 @@ inline void cuda_check(cudaError_t status, const char* call, const char* file, i
 }
 
 inline void cublas_check(cublasStatus_t status, const char* call, const char* file, int line) {
-  if (status != CUBLAS_STATUS_SUCCESS) cuda_fail(call, file, line, cublasGetStatusString(status));
+  if (status != CUBLAS_STATUS_SUCCESS) cuda_fail(call, file, line, cublas_api().status_string(status));
 }
 
 }  // namespace dsg

@@ -21,7 +21,7 @@ class CudaOps final : public DeviceOps {
  public:
   explicit CudaOps(int ordinal) : ordinal_(ordinal) {
     DSG_CUDA_CHECK(cudaSetDevice(ordinal_));
-    DSG_CUBLAS_CHECK(cublasCreate(&blas_));
+    DSG_CUBLAS_CHECK(cublas_api().create(&blas_));
     // Scratch for reductions: the per-block partials, then the results.
     DSG_CUDA_CHECK(cudaMalloc(&scratch_, sizeof(double) * (cuda::kReduceBlocks + kMaxCodes)));
   }
@@ -34,8 +34,8 @@ class CudaOps final : public DeviceOps {
   void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
             float beta, float* C, int ldc) const override {
     activate();
-    DSG_CUBLAS_CHECK(cublasSgemm(blas_, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K,
-                                 &alpha, B, ldb, A, lda, &beta, C, ldc));
+    DSG_CUBLAS_CHECK(cublas_api().sgemm(blas_, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, N, M,
+                                        K, &alpha, B, ldb, A, lda, &beta, C, ldc));
   }
   void axpy(int64_t n, float alpha, const float* x, float* y) const override { activate(), cuda::axpy(n, alpha, x, y); }
   void scale(int64_t n, float alpha, float* x) const override { activate(), cuda::scale(n, alpha, x); }

@@ -18,8 +18,12 @@ $py -c "import torch" 2>/dev/null || { echo "bench: needs Debian's python3-torch
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
-sgemm_peak() {  # GFLOP/s of a 1024^3 single-precision GEMM with OpenBLAS (SkylakeX kernels) at $1 threads
-  OPENBLAS_CORETYPE=SkylakeX OPENBLAS_NUM_THREADS=$1 OMP_NUM_THREADS=$1 $py - <<'PY'
+# The SkylakeX kernels exist only on AVX-512 CPUs (forcing them elsewhere dies with SIGILL).
+skylakex=()
+grep -qw avx512f /proc/cpuinfo && skylakex=(OPENBLAS_CORETYPE=SkylakeX)
+
+sgemm_peak() {  # GFLOP/s of a 1024^3 single-precision GEMM with OpenBLAS (SkylakeX kernels on AVX-512) at $1 threads
+  env "${skylakex[@]}" OPENBLAS_NUM_THREADS=$1 OMP_NUM_THREADS=$1 $py - <<'PY'
 import time, numpy as np
 a = np.random.rand(1024, 1024).astype(np.float32); b = np.random.rand(1024, 1024).astype(np.float32)
 a @ b
@@ -41,7 +45,8 @@ dsg_ips() {  # images/s of training reported by dsgtrain ($3: another dsgtrain b
 torch_json() {
   local a b
   a=$(OPENBLAS_NUM_THREADS=$2 OMP_NUM_THREADS=$2 $py "$here/scripts/torch_peer.py" --model "$1" --threads "$2" --iterations "$iters")
-  b=$(OPENBLAS_CORETYPE=SkylakeX OPENBLAS_NUM_THREADS=$2 OMP_NUM_THREADS=$2 $py "$here/scripts/torch_peer.py" --model "$1" --threads "$2" --iterations "$iters")
+  [ ${#skylakex[@]} -gt 0 ] || { echo "$a"; return; }
+  b=$(env "${skylakex[@]}" OPENBLAS_NUM_THREADS=$2 OMP_NUM_THREADS=$2 $py "$here/scripts/torch_peer.py" --model "$1" --threads "$2" --iterations "$iters")
   $py -c 'import json,sys; a,b=(json.loads(x) for x in sys.argv[1:]); print(json.dumps(a if a["images_per_sec"]>=b["images_per_sec"] else b))' "$a" "$b"
 }
 
