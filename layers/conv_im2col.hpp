@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "runtime/parallel.hpp"
+
 namespace dsg::conv_detail {
 
 inline float row_sum(const float* x, int64_t n) {
@@ -139,6 +141,31 @@ inline void row2im_plane(const PlaneGeometry g, const float* __restrict rows, in
         }
       }
     }
+}
+
+// The windows of nb images x [nb, C, H, W] as rows [nb Ho Wo, C kh kw] (im2col transposed),
+// one input plane per task.
+inline void im2row_images(const PlaneGeometry g, int channels, int nb, const float* x, float* rows) {
+  const int64_t d = int64_t(channels) * g.kh * g.kw, plane = int64_t(g.h) * g.w, spatial = int64_t(g.ho) * g.wo;
+  parallel_for(int64_t(nb) * channels, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(1, spatial * g.kh * g.kw)),
+               [&](int64_t begin, int64_t end) {
+                 for (int64_t t = begin; t < end; ++t) {
+                   const int64_t n = t / channels, c = t % channels;
+                   im2row_plane(g, x + (n * channels + c) * plane, rows + n * spatial * d + c * g.kh * g.kw, d);
+                 }
+               });
+}
+
+// The adjoint of im2row_images: dx [nb, C, H, W] = the sum of the row entries read from each position.
+inline void row2im_images(const PlaneGeometry g, int channels, int nb, const float* rows, float* dx) {
+  const int64_t d = int64_t(channels) * g.kh * g.kw, plane = int64_t(g.h) * g.w, spatial = int64_t(g.ho) * g.wo;
+  parallel_for(int64_t(nb) * channels, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(1, spatial * g.kh * g.kw)),
+               [&](int64_t begin, int64_t end) {
+                 for (int64_t t = begin; t < end; ++t) {
+                   const int64_t n = t / channels, c = t % channels;
+                   row2im_plane(g, rows + n * spatial * d + c * g.kh * g.kw, d, dx + (n * channels + c) * plane);
+                 }
+               });
 }
 
 }  // namespace dsg::conv_detail

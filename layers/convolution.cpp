@@ -315,30 +315,12 @@ class ConvolutionLayer : public Layer {
     return rows;
   }
 
-  // The windows of images [n0, n0 + nb) as rows [nb Ho Wo, C kh kw] (im2col transposed).
+  // The windows of images [n0, n0 + nb) as rows [nb Ho Wo, C kh kw], and the adjoint.
   void im2row(const float* x, int n0, int nb, float* rows) const {
-    const int64_t d = int64_t(c_) * kh_ * kw_, plane = int64_t(h_) * w_, spatial = int64_t(ho_) * wo_;
-    const PlaneGeometry g = geometry();
-    parallel_for(int64_t(nb) * c_, std::max<int64_t>(1, kGrainElems / std::max<int64_t>(1, spatial * kh_ * kw_)),
-                 [&](int64_t begin, int64_t end) {
-                   for (int64_t t = begin; t < end; ++t) {
-                     const int64_t n = t / c_, c = t % c_;
-                     im2row_plane(g, x + ((n0 + n) * c_ + c) * plane, rows + n * spatial * d + c * kh_ * kw_, d);
-                   }
-                 });
+    im2row_images(geometry(), c_, nb, x + int64_t(n0) * c_ * h_ * w_, rows);
   }
-
-  // The adjoint of im2row: dx[n0 .. n0 + nb) = the sum of the row entries read from each position.
   void row2im(const float* rows, int n0, int nb, float* dx) const {
-    const int64_t d = int64_t(c_) * kh_ * kw_, plane = int64_t(h_) * w_, spatial = int64_t(ho_) * wo_;
-    const PlaneGeometry g = geometry();
-    parallel_for(int64_t(nb) * c_, std::max<int64_t>(1, kGrainElems / std::max<int64_t>(1, spatial * kh_ * kw_)),
-                 [&](int64_t begin, int64_t end) {
-                   for (int64_t t = begin; t < end; ++t) {
-                     const int64_t n = t / c_, c = t % c_;
-                     row2im_plane(g, rows + n * spatial * d + c * kh_ * kw_, d, dx + ((n0 + n) * c_ + c) * plane);
-                   }
-                 });
+    row2im_images(geometry(), c_, nb, rows, dx + int64_t(n0) * c_ * h_ * w_);
   }
 
   // DSG, PER_SAMPLE: the kept output channels of every window, as dot products over the window.
