@@ -143,29 +143,26 @@ inline void row2im_plane(const PlaneGeometry g, const float* __restrict rows, in
     }
 }
 
-// The windows of nb images x [nb, C, H, W] as rows [nb Ho Wo, C kh kw] (im2col transposed),
-// one input plane per task.
-inline void im2row_images(const PlaneGeometry g, int channels, int nb, const float* x, float* rows) {
+// Calls fn(plane offset in [nb, C, H, W], offset of the plane's first tap in the rows
+// [nb Ho Wo, C kh kw], row length) for each of the nb * C input planes, in parallel.
+template <class PlaneFn>
+void for_each_input_plane(const PlaneGeometry g, int channels, int nb, PlaneFn fn) {
   const int64_t d = int64_t(channels) * g.kh * g.kw, plane = int64_t(g.h) * g.w, spatial = int64_t(g.ho) * g.wo;
   parallel_for(int64_t(nb) * channels, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(1, spatial * g.kh * g.kw)),
                [&](int64_t begin, int64_t end) {
-                 for (int64_t t = begin; t < end; ++t) {
-                   const int64_t n = t / channels, c = t % channels;
-                   im2row_plane(g, x + (n * channels + c) * plane, rows + n * spatial * d + c * g.kh * g.kw, d);
-                 }
+                 for (int64_t t = begin; t < end; ++t)
+                   fn(t * plane, (t / channels) * spatial * d + (t % channels) * g.kh * g.kw, d);
                });
+}
+
+// The windows of nb images x [nb, C, H, W] as rows [nb Ho Wo, C kh kw] (im2col transposed).
+inline void im2row_images(const PlaneGeometry g, int channels, int nb, const float* x, float* rows) {
+  for_each_input_plane(g, channels, nb, [&](int64_t xo, int64_t ro, int64_t ld) { im2row_plane(g, x + xo, rows + ro, ld); });
 }
 
 // The adjoint of im2row_images: dx [nb, C, H, W] = the sum of the row entries read from each position.
 inline void row2im_images(const PlaneGeometry g, int channels, int nb, const float* rows, float* dx) {
-  const int64_t d = int64_t(channels) * g.kh * g.kw, plane = int64_t(g.h) * g.w, spatial = int64_t(g.ho) * g.wo;
-  parallel_for(int64_t(nb) * channels, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(1, spatial * g.kh * g.kw)),
-               [&](int64_t begin, int64_t end) {
-                 for (int64_t t = begin; t < end; ++t) {
-                   const int64_t n = t / channels, c = t % channels;
-                   row2im_plane(g, rows + n * spatial * d + c * g.kh * g.kw, d, dx + (n * channels + c) * plane);
-                 }
-               });
+  for_each_input_plane(g, channels, nb, [&](int64_t xo, int64_t ro, int64_t ld) { row2im_plane(g, rows + ro, ld, dx + xo); });
 }
 
 }  // namespace dsg::conv_detail
