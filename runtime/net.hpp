@@ -71,7 +71,6 @@ class Net {
   // Total number of floats in the parameter arena (learnable and state blobs).
   size_t arena_size() const { return arena_size_; }
   float* arena_data() { return arena_data_ ? arena_data_->data() : nullptr; }
-  float* arena_diff() { return arena_diff_ ? arena_diff_->data() : nullptr; }
   // The arena's diff on `device` (for writing), nullptr when the net has no parameters.
   float* arena_diff(const Device& device);
 

@@ -5,6 +5,7 @@
 
 #include "dsg.pb.h"
 #include "runtime/error.hpp"
+#include "runtime/ops.hpp"
 
 namespace dsg {
 
@@ -96,20 +97,7 @@ void Tensor::copy_from(const Tensor& source, bool copy_diff) {
   if (copy_diff) std::memcpy(mutable_diff(), source.diff(), sizeof(float) * count_);
 }
 
-static double sumsq(const float* p, int64_t n) {
-  double s = 0;
-  for (int64_t i = 0; i < n; ++i) s += double(p[i]) * p[i];
-  return s;
-}
-
-double Tensor::sumsq_data() const { return sumsq(data(), count_); }
-double Tensor::sumsq_diff() const { return sumsq(diff(), count_); }
-double Tensor::asum_data() const {
-  double s = 0;
-  const float* p = data();
-  for (int64_t i = 0; i < count_; ++i) s += std::fabs(p[i]);
-  return s;
-}
+double Tensor::sumsq_diff() const { return cpu_ops().sumsq(count_, diff()); }
 
 void Tensor::to_proto(BlobProto* proto, bool write_diff) const {
   proto->Clear();

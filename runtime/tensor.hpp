@@ -64,9 +64,8 @@ class Tensor {
   // Copies values (and optionally diffs) from a tensor of the same count.
   void copy_from(const Tensor& source, bool copy_diff = false);
 
-  double sumsq_data() const;
+  // Sum of squares of the host diff.
   double sumsq_diff() const;
-  double asum_data() const;
 
   void to_proto(BlobProto* proto, bool write_diff = false) const;
   // Loads values; when `reshape` is false the proto's shape must match exactly.

@@ -21,14 +21,6 @@ using dsg::test::ReductionBound;
 
 namespace {
 
-std::vector<float> random_vector(size_t n, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<float> u(-1, 1);
-  std::vector<float> v(n);
-  for (auto& x : v) x = u(rng);
-  return v;
-}
-
 LayerParameter tile_ip(int n, float ratio, int tile, ApproxDropoutParameter::Pattern pattern) {
   LayerParameter p;
   REQUIRE(google::protobuf::TextFormat::ParseFromString(
@@ -56,8 +48,8 @@ Context train_at(int64_t it) {
 TEST_CASE("tile kernels equal the dense product with the masked weights", "[tile_drop]") {
   const int m = 5, n = 23, k = 19;  // ragged: tiles of 4 x 6 leave partial edge tiles
   TilePattern pattern(n, k, 4, 6);
-  const auto x = random_vector(size_t(m) * k, 1), w = random_vector(size_t(n) * k, 2), b = random_vector(size_t(n), 3);
-  const auto dy = random_vector(size_t(m) * n, 4);
+  const auto x = test::uniform_vector(size_t(m) * k, 1), w = test::uniform_vector(size_t(n) * k, 2), b = test::uniform_vector(size_t(n), 3);
+  const auto dy = test::uniform_vector(size_t(m) * n, 4);
   for (int period : {1, 2, 3, 5}) {
     for (int offset = 0; offset < period; ++offset) {
       pattern.set(period, offset);

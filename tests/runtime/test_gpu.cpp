@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "runtime/device.hpp"
+#include "support/gradient_checker.hpp"
 #include "runtime/error.hpp"
 #include "runtime/layer.hpp"
 #include "runtime/ops.hpp"
@@ -51,14 +52,6 @@ void validate(const std::string& what, const float* gpu, const float* cpu, int64
   CHECK(bad == 0);
 }
 
-std::vector<float> randoms(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-  std::vector<float> v(n);
-  for (float& x : v) x = u(rng);
-  return v;
-}
-
 // Runs `fn` on the CPU and on the GPU, each on its own copy of `inputs` (as tensors), then compares
 // every tensor.
 using OpCase = std::function<void(const DeviceOps&, const Device&, std::vector<Tensor>&)>;
@@ -93,13 +86,13 @@ TEST_CASE("CUDA ops match the CPU ops", "[gpu][ops]") {
   const int M = 33, N = 17, K = 45;
   for (bool ta : {false, true})
     for (bool tb : {false, true})
-      compare_op("gemm", {randoms(size_t(M) * K, 1), randoms(size_t(K) * N, 2), randoms(size_t(M) * (N + 3), 3)},
+      compare_op("gemm", {test::uniform_vector(size_t(M) * K, 1), test::uniform_vector(size_t(K) * N, 2), test::uniform_vector(size_t(M) * (N + 3), 3)},
                  [&](const DeviceOps& ops, const Device& d, std::vector<Tensor>& t) {
                    ops.gemm(ta, tb, M, N, K, 0.5f, t[0].data(d), ta ? M : K, t[1].data(d), tb ? K : N, 1.0f,
                             t[2].mutable_data(d), N + 3);
                  });
   const int64_t n = 5000;
-  compare_op("elementwise", {randoms(n, 4), randoms(n, 5), randoms(n, 6)},
+  compare_op("elementwise", {test::uniform_vector(n, 4), test::uniform_vector(n, 5), test::uniform_vector(n, 6)},
              [&](const DeviceOps& ops, const Device& d, std::vector<Tensor>& t) {
                ops.axpy(n, 0.3f, t[0].data(d), t[1].mutable_data(d));
                ops.scale(n, -1.5f, t[1].mutable_data(d));
@@ -107,14 +100,14 @@ TEST_CASE("CUDA ops match the CPU ops", "[gpu][ops]") {
                ops.relu_backward(n, 0.1f, t[2].data(d), t[0].data(d), t[1].mutable_data(d));
              });
   const List<int> rows({5, 0, 9}), cols({2, 7, 3});
-  compare_op("gather/scatter", {randoms(10 * 8, 7), std::vector<float>(3 * 8), std::vector<float>(10 * 3), randoms(80, 8)},
+  compare_op("gather/scatter", {test::uniform_vector(10 * 8, 7), std::vector<float>(3 * 8), std::vector<float>(10 * 3), test::uniform_vector(80, 8)},
              [&](const DeviceOps& ops, const Device& d, std::vector<Tensor>& t) {
                ops.gather_rows(3, 8, t[0].data(d), 8, rows.on(d), t[1].mutable_data(d));
                ops.gather_cols(10, 3, t[0].data(d), 8, cols.on(d), t[2].mutable_data(d));
                ops.scatter_rows(3, 8, t[1].data(d), rows.on(d), t[3].mutable_data(d), 8, true);
                ops.scatter_cols(10, 3, t[2].data(d), cols.on(d), t[3].mutable_data(d), 8, false);
              });
-  compare_op("bias", {randoms(12, 9), std::vector<float>(40 * 12), randoms(12, 10)},
+  compare_op("bias", {test::uniform_vector(12, 9), std::vector<float>(40 * 12), test::uniform_vector(12, 10)},
              [&](const DeviceOps& ops, const Device& d, std::vector<Tensor>& t) {
                ops.broadcast_rows(40, 12, t[0].data(d), t[1].mutable_data(d));
                ops.column_sums(40, 12, t[1].data(d), t[2].mutable_data(d));
@@ -122,7 +115,7 @@ TEST_CASE("CUDA ops match the CPU ops", "[gpu][ops]") {
   std::vector<uint8_t> mask(n), codes(n);
   for (int64_t i = 0; i < n; ++i) mask[size_t(i)] = uint8_t(i % 3 != 1), codes[size_t(i)] = uint8_t(i % 4);
   const List<uint8_t> m(mask), c(codes);
-  compare_op("masks and codes", {randoms(n, 11), randoms(4, 12), std::vector<float>(n)},
+  compare_op("masks and codes", {test::uniform_vector(n, 11), test::uniform_vector(4, 12), std::vector<float>(n)},
              [&](const DeviceOps& ops, const Device& d, std::vector<Tensor>& t) {
                ops.apply_mask(n, m.on(d), t[0].mutable_data(d));
                ops.lookup(n, c.on(d), t[1].data(d), 4, t[2].mutable_data(d));
@@ -131,7 +124,7 @@ TEST_CASE("CUDA ops match the CPU ops", "[gpu][ops]") {
   compare_op("uniform", {std::vector<float>(1001)}, [&](const DeviceOps& ops, const Device&, std::vector<Tensor>& t) {
     ops.uniform(1001, 7, counter_stream(5, 3), t[0].mutable_data(ops.device()));
   });
-  compare_op("solver steps", {randoms(n, 13), randoms(n, 14), randoms(n, 15), randoms(n, 16), randoms(n, 17)},
+  compare_op("solver steps", {test::uniform_vector(n, 13), test::uniform_vector(n, 14), test::uniform_vector(n, 15), test::uniform_vector(n, 16), test::uniform_vector(n, 17)},
              [&](const DeviceOps& ops, const Device& d, std::vector<Tensor>& t) {
                ops.l2_decay(n, 0.01f, t[0].data(d), t[1].mutable_data(d));
                ops.l1_decay(n, 0.01f, t[0].data(d), t[1].mutable_data(d));
@@ -143,7 +136,7 @@ TEST_CASE("CUDA ops match the CPU ops", "[gpu][ops]") {
              });
   // Reductions come back to the host.
   Tensor x({int(n)}), y({int(n)});
-  const std::vector<float> xv = randoms(n, 18), yv = randoms(n, 19);
+  const std::vector<float> xv = test::uniform_vector(n, 18), yv = test::uniform_vector(n, 19);
   std::copy(xv.begin(), xv.end(), x.mutable_data());
   std::copy(yv.begin(), yv.end(), y.mutable_data());
   const DeviceOps& g = ops_for(kGpu);
@@ -188,7 +181,7 @@ void compare_layer(const LayerParameter& lp, const std::vector<std::vector<int>>
     ctx.device = devices[s];
     losses[s] = d.layer->forward(d.bottom, d.top, ctx);
     for (size_t t = 0; t < d.tops.size(); ++t) {
-      const std::vector<float> dy = randoms(size_t(d.tops[t].count()), 20 + uint32_t(t));
+      const std::vector<float> dy = test::uniform_vector(size_t(d.tops[t].count()), 20 + uint32_t(t));
       std::copy(dy.begin(), dy.end(), d.tops[t].mutable_diff());
     }
     std::vector<bool> down(d.bottoms.size(), false);
@@ -214,7 +207,7 @@ TEST_CASE("ReLU, InnerProduct and SoftmaxWithLoss agree on CPU and CUDA", "[gpu]
   relu.set_name("relu");
   relu.set_type("ReLU");
   relu.mutable_relu_param()->set_negative_slope(0.05f);
-  compare_layer(relu, {{4, 3, 5}}, {randoms(60, 30)}, 1);
+  compare_layer(relu, {{4, 3, 5}}, {test::uniform_vector(60, 30)}, 1);
 
   for (bool transpose : {false, true}) {
     LayerParameter ip;
@@ -224,7 +217,7 @@ TEST_CASE("ReLU, InnerProduct and SoftmaxWithLoss agree on CPU and CUDA", "[gpu]
     ip.mutable_inner_product_param()->set_transpose(transpose);
     ip.mutable_inner_product_param()->mutable_weight_filler()->set_type("gaussian");
     ip.mutable_inner_product_param()->mutable_bias_filler()->set_type("gaussian");
-    compare_layer(ip, {{6, 2, 5}}, {randoms(60, 31)}, 1);
+    compare_layer(ip, {{6, 2, 5}}, {test::uniform_vector(60, 31)}, 1);
   }
 
   LayerParameter loss;
@@ -232,7 +225,7 @@ TEST_CASE("ReLU, InnerProduct and SoftmaxWithLoss agree on CPU and CUDA", "[gpu]
   loss.set_type("SoftmaxWithLoss");
   loss.mutable_loss_param()->set_ignore_label(2);
   std::vector<float> labels{0, 1, 2, 3, 4, 0, 1, 2};
-  compare_layer(loss, {{8, 5}, {8}}, {randoms(40, 32), labels}, 2);
+  compare_layer(loss, {{8, 5}, {8}}, {test::uniform_vector(40, 32), labels}, 2);
 }
 
 TEST_CASE("one SGD update with L2 decay agrees on CPU and CUDA", "[gpu][solver]") {
@@ -240,7 +233,7 @@ TEST_CASE("one SGD update with L2 decay agrees on CPU and CUDA", "[gpu][solver]"
   SolverParameter sp;
   sp.set_type("SGD");
   sp.set_momentum(0.9f);
-  const std::vector<float> w = randoms(300, 40), g = randoms(300, 41);
+  const std::vector<float> w = test::uniform_vector(300, 40), g = test::uniform_vector(300, 41);
   Tensor tc({300}), tg({300});
   for (Tensor* t : {&tc, &tg}) {
     std::copy(w.begin(), w.end(), t->mutable_data());

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "runtime/device.hpp"
+#include "support/gradient_checker.hpp"
 #include "runtime/error.hpp"
 #include "runtime/ops.hpp"
 #include "runtime/rng.hpp"
@@ -15,14 +16,6 @@
 using namespace dsg;
 
 namespace {
-
-std::vector<float> randoms(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> u(lo, hi);
-  std::vector<float> v(n);
-  for (float& x : v) x = u(rng);
-  return v;
-}
 
 const DeviceOps& ops = cpu_ops();
 
@@ -42,8 +35,8 @@ TEST_CASE("gemm matches a naive product for every transpose and strided views", 
       // Stored shapes: A is [M,K] or [K,M], B is [K,N] or [N,K]; rows padded by `pad`.
       const int a_rows = ta ? K : M, a_cols = ta ? M : K, b_rows = tb ? N : K, b_cols = tb ? K : N;
       const int lda = a_cols + pad, ldb = b_cols + pad, ldc = N + pad;
-      std::vector<float> A = randoms(size_t(a_rows) * lda, 1), B = randoms(size_t(b_rows) * ldb, 2);
-      std::vector<float> C = randoms(size_t(M) * ldc, 3), C0 = C;
+      std::vector<float> A = test::uniform_vector(size_t(a_rows) * lda, 1), B = test::uniform_vector(size_t(b_rows) * ldb, 2);
+      std::vector<float> C = test::uniform_vector(size_t(M) * ldc, 3), C0 = C;
       const float alpha = 0.75f, beta = -0.5f;
       ops.gemm(ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, C.data(), ldc);
       for (int i = 0; i < M; ++i) {
@@ -67,7 +60,7 @@ TEST_CASE("gemm matches a naive product for every transpose and strided views", 
 }
 
 TEST_CASE("axpy, scale, fill and copy are exact", "[ops]") {
-  std::vector<float> x = randoms(37, 4), y = randoms(37, 5), y0 = y;
+  std::vector<float> x = test::uniform_vector(37, 4), y = test::uniform_vector(37, 5), y0 = y;
   ops.axpy(37, 0.5f, x.data(), y.data());
   for (int i = 0; i < 37; ++i) CHECK(y[i] == y0[i] + 0.5f * x[i]);
   std::vector<float> s = x;
@@ -83,7 +76,7 @@ TEST_CASE("axpy, scale, fill and copy are exact", "[ops]") {
 
 TEST_CASE("row and column gathers and scatters follow the index list", "[ops][gather]") {
   const int rows = 6, cols = 5, ld = 8;
-  std::vector<float> src = randoms(size_t(rows) * ld, 6);
+  std::vector<float> src = test::uniform_vector(size_t(rows) * ld, 6);
   const std::vector<int> rix{4, 0, 2}, cix{3, 1};
   std::vector<float> g(rix.size() * cols);
   ops.gather_rows(int(rix.size()), cols, src.data(), ld, rix.data(), g.data());
@@ -113,11 +106,11 @@ TEST_CASE("row and column gathers and scatters follow the index list", "[ops][ga
 
 TEST_CASE("bias broadcast and column sums", "[ops]") {
   const int rows = 9, cols = 4;
-  std::vector<float> b = randoms(cols, 7), y(size_t(rows) * cols);
+  std::vector<float> b = test::uniform_vector(cols, 7), y(size_t(rows) * cols);
   ops.broadcast_rows(rows, cols, b.data(), y.data());
   for (int r = 0; r < rows; ++r)
     for (int c = 0; c < cols; ++c) CHECK(y[size_t(r) * cols + c] == b[c]);
-  std::vector<float> x = randoms(size_t(rows) * cols, 8), s = randoms(cols, 9), s0 = s;
+  std::vector<float> x = test::uniform_vector(size_t(rows) * cols, 8), s = test::uniform_vector(cols, 9), s0 = s;
   ops.column_sums(rows, cols, x.data(), s.data());
   for (int c = 0; c < cols; ++c) {
     double ref = s0[c], mag = std::fabs(s0[c]);
@@ -128,7 +121,7 @@ TEST_CASE("bias broadcast and column sums", "[ops]") {
 
 TEST_CASE("ReLU maps with negative_slope, forward and backward, in place too", "[ops][relu]") {
   for (float slope : {0.0f, 0.1f}) {
-    std::vector<float> x = randoms(1000, 10), y(1000), dy = randoms(1000, 11), dx(1000);
+    std::vector<float> x = test::uniform_vector(1000, 10), y(1000), dy = test::uniform_vector(1000, 11), dx(1000);
     ops.relu_forward(1000, slope, x.data(), y.data());
     for (int i = 0; i < 1000; ++i) CHECK(y[i] == (x[i] > 0 ? x[i] : slope * x[i]));
     ops.relu_backward(1000, slope, y.data(), dy.data(), dx.data());
@@ -140,7 +133,7 @@ TEST_CASE("ReLU maps with negative_slope, forward and backward, in place too", "
 }
 
 TEST_CASE("masks, codebook lookups and per-code scales", "[ops][mask]") {
-  std::vector<float> x = randoms(50, 12), m = x;
+  std::vector<float> x = test::uniform_vector(50, 12), m = x;
   std::vector<uint8_t> mask(50), codes(50);
   for (int i = 0; i < 50; ++i) mask[i] = uint8_t(i % 3 != 0), codes[i] = uint8_t(i % 4);
   ops.apply_mask(50, mask.data(), m.data());
@@ -164,7 +157,7 @@ TEST_CASE("masks, codebook lookups and per-code scales", "[ops][mask]") {
 
 TEST_CASE("softmax and its loss match double-precision references", "[ops][softmax]") {
   const int64_t outer = 3, C = 5, inner = 2;
-  std::vector<float> x = randoms(size_t(outer * C * inner), 13, -4.0f, 4.0f), p(x.size());
+  std::vector<float> x = test::uniform_vector(size_t(outer * C * inner), 13, -4.0f, 4.0f), p(x.size());
   ops.softmax(outer, C, inner, x.data(), p.data());
   std::vector<double> ref(x.size());
   for (int64_t o = 0; o < outer; ++o)
@@ -212,7 +205,7 @@ TEST_CASE("softmax and its loss match double-precision references", "[ops][softm
 
 TEST_CASE("reductions accumulate in double", "[ops][reduce]") {
   const int64_t n = 4097;
-  std::vector<float> x = randoms(size_t(n), 14), y = randoms(size_t(n), 15);
+  std::vector<float> x = test::uniform_vector(size_t(n), 14), y = test::uniform_vector(size_t(n), 15);
   double s = 0, sq = 0, as = 0, d = 0, mag = 0;
   for (int64_t i = 0; i < n; ++i) {
     s += x[size_t(i)], sq += double(x[size_t(i)]) * x[size_t(i)], as += std::fabs(x[size_t(i)]);
@@ -242,8 +235,8 @@ TEST_CASE("uniform fills are the counter-based stream, lane i % 4 of block i / 4
 
 TEST_CASE("solver updates follow their formulas", "[ops][solver]") {
   const int64_t n = 64;
-  const std::vector<float> w0 = randoms(size_t(n), 16), g0 = randoms(size_t(n), 17), v0 = randoms(size_t(n), 18);
-  const std::vector<float> s0 = randoms(size_t(n), 19, 0.0f, 1.0f);
+  const std::vector<float> w0 = test::uniform_vector(size_t(n), 16), g0 = test::uniform_vector(size_t(n), 17), v0 = test::uniform_vector(size_t(n), 18);
+  const std::vector<float> s0 = test::uniform_vector(size_t(n), 19, 0.0f, 1.0f);
   const float m = 0.9f, rate = 0.05f, decay = 0.01f;
   auto near = [](float got, double want) { return std::fabs(got - want) <= 8 * FLT_EPSILON * (1 + std::fabs(want)); };
 

@@ -9,6 +9,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <algorithm>
 #include <random>
 #include <vector>
 
@@ -28,12 +29,19 @@ struct GradientCheckOptions {
   uint64_t seed = 1701;
 };
 
-// Fills a tensor with uniform values in [lo, hi).
-inline void fill_uniform(Tensor& t, float lo, float hi, uint64_t seed) {
+// n uniform values in [lo, hi) from seed.
+inline std::vector<float> uniform_vector(size_t n, uint64_t seed, float lo = -1.0f, float hi = 1.0f) {
   std::mt19937_64 rng(seed);
   std::uniform_real_distribution<float> u(lo, hi);
-  float* d = t.mutable_data();
-  for (int64_t i = 0; i < t.count(); ++i) d[i] = u(rng);
+  std::vector<float> v(n);
+  for (float& x : v) x = u(rng);
+  return v;
+}
+
+// Fills a tensor with uniform values in [lo, hi) (the values uniform_vector gives).
+inline void fill_uniform(Tensor& t, float lo, float hi, uint64_t seed) {
+  const std::vector<float> v = uniform_vector(size_t(t.count()), seed, lo, hi);
+  std::copy(v.begin(), v.end(), t.mutable_data());
 }
 
 // The layer must be set up already (layer.setup(bottom, top, rng)). Runs forward/backward with
