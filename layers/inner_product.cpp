@@ -59,7 +59,7 @@ class InnerProductLayer : public Layer {
   }
   // CUDA: the dense product only (no synapse dropout, DSG selection or structured modes).
   bool supports(DeviceType device, LayerMode mode) const override {
-    if (device != DeviceType::CPU) return cuda_built() && mode == LayerMode::kDense;
+    if (device != DeviceType::CPU) return mode == LayerMode::kDense;
     if (mode == LayerMode::kActiveOutputs || mode == LayerMode::kActiveInputs)
       return !param_.inner_product_param().transpose();
     return mode == LayerMode::kDense || mode == LayerMode::kWeightOperator || mode == LayerMode::kDynamicSelection;

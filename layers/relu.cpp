@@ -18,8 +18,8 @@ class ReLULayer : public Layer {
   int exact_num_bottoms() const override { return 1; }
   int exact_num_tops() const override { return 1; }
   bool allows_in_place() const override { return true; }
-  bool supports(DeviceType device, LayerMode mode) const override {
-    return mode == LayerMode::kDense && (device == DeviceType::CPU || cuda_built());
+  bool supports(DeviceType, LayerMode mode) const override {
+    return mode == LayerMode::kDense;
   }
 
  protected:

@@ -31,8 +31,8 @@ class SoftmaxWithLossLayer : public Layer {
     return LabelScoring{param_.softmax_param().axis(), param_.loss_param().has_ignore_label(),
                         param_.loss_param().ignore_label()};
   }
-  bool supports(DeviceType device, LayerMode mode) const override {
-    return mode == LayerMode::kDense && (device == DeviceType::CPU || cuda_built());
+  bool supports(DeviceType, LayerMode mode) const override {
+    return mode == LayerMode::kDense;
   }
 
  protected:

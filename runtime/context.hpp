@@ -14,6 +14,14 @@ struct Context {
   Phase phase = TRAIN;
   uint64_t seed = 0;
   int64_t iteration = 0;
+  // Tests: run the layers' device code (forward_cuda / backward_cuda, written against DeviceOps and
+  // runtime/launch.hpp bodies) on the host, with `device` the CPU. It checks the CUDA path's
+  // orchestration and index arithmetic against the CPU path on every machine; a layer without
+  // device code for a mode refuses, as it would on a GPU.
+  bool device_code_on_host = false;
+
+  // Whether layers run their device code (a CUDA device, or device_code_on_host).
+  bool runs_device_code() const { return device.type == DeviceType::CUDA || device_code_on_host; }
 };
 
 }  // namespace dsg

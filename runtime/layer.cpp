@@ -53,12 +53,17 @@ std::vector<LayerMode> Layer::modes_in_use() const {
 
 // Runs before every forward and backward, so it does not allocate.
 void Layer::check_device(const Context& ctx) const {
+  if (ctx.device.type == DeviceType::CUDA && !cuda_built())
+    throw Error(where() + "was asked to run on " + ctx.device.name() + ", but this build has no CUDA backend",
+                "configure on a machine with the CUDA toolkit (nvcc), or use device cpu");
+  const DeviceType kind = ctx.runs_device_code() ? DeviceType::CUDA : DeviceType::CPU;
   const uint32_t bits = mode_bits();
   for (unsigned m = 0; m <= unsigned(LayerMode::kDynamicSelection); ++m) {
     const LayerMode mode = LayerMode(m);
-    if ((bits >> m & 1u) && !supports(ctx.device.type, mode))
+    if ((bits >> m & 1u) && !supports(kind, mode))
       throw Error(where() + "has no " + (mode == LayerMode::kDense ? std::string("") : std::string(layer_mode_name(mode)) + " ") +
-                  "implementation for device " + ctx.device.name());
+                  "implementation for device " +
+                  (ctx.device_code_on_host ? std::string("cuda (device code on the host)") : ctx.device.name()));
   }
 }
 
@@ -90,8 +95,8 @@ void Layer::setup(const TensorVec& bottom, const TensorVec& top, std::mt19937_64
 float Layer::forward(const TensorVec& bottom, const TensorVec& top, const Context& ctx) {
   check_device(ctx);
   reshape(bottom, top);
-  if (ctx.device.type == DeviceType::CPU) forward_cpu(bottom, top, ctx);
-  else forward_cuda(bottom, top, ctx);
+  if (ctx.runs_device_code()) forward_cuda(bottom, top, ctx);
+  else forward_cpu(bottom, top, ctx);
   float loss = 0;
   for (size_t i = 0; i < top.size(); ++i) {
     if (loss_weights_[i] == 0.0f) continue;
@@ -104,8 +109,8 @@ float Layer::forward(const TensorVec& bottom, const TensorVec& top, const Contex
 void Layer::backward(const TensorVec& top, const std::vector<bool>& propagate_down, const TensorVec& bottom,
                      const Context& ctx) {
   check_device(ctx);
-  if (ctx.device.type == DeviceType::CPU) backward_cpu(top, propagate_down, bottom, ctx);
-  else backward_cuda(top, propagate_down, bottom, ctx);
+  if (ctx.runs_device_code()) backward_cuda(top, propagate_down, bottom, ctx);
+  else backward_cpu(top, propagate_down, bottom, ctx);
 }
 
 void Layer::forward_cuda(const TensorVec&, const TensorVec&, const Context& ctx) {

@@ -123,8 +123,10 @@ class Layer {
   virtual bool allow_backward_to(int bottom_index) const { (void)bottom_index; return true; }
   // Whether the top may share its buffer with the bottom (in-place) — true for elementwise layers.
   virtual bool allows_in_place() const { return false; }
-  // Whether the layer has kernels for `mode` on `device`. Running a mode it does not support is an
-  // error (no silent fallback); forward/backward check every mode in use (modes_in_use()).
+  // Whether the layer has kernels for `mode` on `device` (for CUDA: device code in forward_cuda /
+  // backward_cuda; whether this build has a CUDA backend is checked separately). Running a mode it
+  // does not support is an error (no silent fallback); forward/backward check every mode in use
+  // (modes_in_use()).
   virtual bool supports(DeviceType device, LayerMode mode) const {
     return device == DeviceType::CPU && mode == LayerMode::kDense;
   }
@@ -223,8 +225,10 @@ class Layer {
   virtual void forward_cpu(const TensorVec& bottom, const TensorVec& top, const Context& ctx) = 0;
   virtual void backward_cpu(const TensorVec& top, const std::vector<bool>& propagate_down,
                             const TensorVec& bottom, const Context& ctx) = 0;
-  // The CUDA hooks: tensors are read and written on ctx.device (Tensor::data(device)). The defaults
-  // throw (a layer without CUDA kernels also answers supports(CUDA, ...) with false).
+  // The device code: tensors are read and written on ctx.device (Tensor::data(device)) through
+  // ops_for(ctx.device) (runtime/ops.hpp) and launch() bodies (runtime/launch.hpp), so the same
+  // code runs on a CUDA device and, with ctx.device_code_on_host, on the CPU in tests. The defaults
+  // throw (a layer without device code also answers supports(CUDA, ...) with false).
   virtual void forward_cuda(const TensorVec& bottom, const TensorVec& top, const Context& ctx);
   virtual void backward_cuda(const TensorVec& top, const std::vector<bool>& propagate_down,
                              const TensorVec& bottom, const Context& ctx);

@@ -1,6 +1,7 @@
 #include "runtime/ops.hpp"
 
 #include "runtime/error.hpp"
+#include "runtime/launch.hpp"
 
 namespace dsg {
 
@@ -8,6 +9,11 @@ namespace dsg {
 // The CUDA ops of device `ordinal` (runtime/cuda_ops.cu); throws when it cannot be used.
 const DeviceOps& cuda_ops(int ordinal);
 #endif
+
+void throw_no_cuda_backend(const char* what) {
+  throw Error(std::string(what) + " was asked to run on a CUDA device, but this build has no CUDA backend",
+              "configure on a machine with the CUDA toolkit (nvcc) and DSG_ENABLE_CUDA=ON, or use device cpu");
+}
 
 const DeviceOps& ops_for(const Device& device) {
   if (device.type == DeviceType::CPU) return cpu_ops();

@@ -4,11 +4,7 @@
 #pragma once
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define DSG_HOST_DEVICE __host__ __device__
-#else
-#define DSG_HOST_DEVICE
-#endif
+#include "runtime/launch.hpp"
 
 namespace dsg {
 

@@ -1,8 +1,8 @@
-// The cross-device harness ([gpu]): every CUDA op, the ReLU / InnerProduct / SoftmaxWithLoss layers
-// (forward and backward) and one SGD update run on the CPU (the oracle) and on CUDA device 0 from
-// the same inputs, and the results are compared with an absolute + relative tolerance, printing the
-// first mismatches (llm.c's validate_result). Without a CUDA device each [gpu] test reports
-// "skipped: no CUDA device: <reason>" as a warning and returns; scripts/gpu_check.sh fails on that.
+// The cross-device ops harness ([gpu], in dsg_gpu_tests): every CUDA op and one SGD update run on the
+// CPU (the oracle) and on CUDA device 0 from the same inputs, and the results are compared with an
+// absolute + relative tolerance, printing the first mismatches (llm.c's validate_result). The
+// layers are compared by tests/gpu/test_gpu_layers.cpp. Without a CUDA device the binary exits
+// with CTest's skip code (tests/gpu/main.cpp).
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -151,83 +151,6 @@ TEST_CASE("CUDA ops match the CPU ops", "[gpu][ops]") {
   for (int k = 0; k < 4; ++k) CHECK(gs[size_t(k)] == Approx(hs[size_t(k)]).epsilon(1e-9));
 }
 
-namespace {
-
-// One layer on both devices: same parameters (same seed), same inputs; forward, then backward from
-// the same top diff; compares tops, bottom diffs and parameter diffs.
-void compare_layer(const LayerParameter& lp, const std::vector<std::vector<int>>& shapes,
-                   const std::vector<std::vector<float>>& inputs, int num_tops) {
-  struct Side {
-    std::unique_ptr<Layer> layer;
-    std::vector<Tensor> bottoms, tops;
-    TensorVec bottom, top;
-  } side[2];
-  const Device devices[2] = {Device::cpu(), kGpu};
-  float losses[2] = {0, 0};
-  for (int s = 0; s < 2; ++s) {
-    Side& d = side[s];
-    d.layer = create_layer(lp);
-    for (size_t i = 0; i < shapes.size(); ++i) {
-      d.bottoms.emplace_back(shapes[i]);
-      std::copy(inputs[i].begin(), inputs[i].end(), d.bottoms.back().mutable_data());
-    }
-    d.tops.resize(size_t(num_tops));
-    for (auto& t : d.bottoms) d.bottom.push_back(&t);
-    for (auto& t : d.tops) d.top.push_back(&t);
-    std::mt19937_64 rng(11);
-    d.layer->setup(d.bottom, d.top, rng);
-    REQUIRE(d.layer->supports(DeviceType::CUDA, LayerMode::kDense));
-    Context ctx;
-    ctx.device = devices[s];
-    losses[s] = d.layer->forward(d.bottom, d.top, ctx);
-    for (size_t t = 0; t < d.tops.size(); ++t) {
-      const std::vector<float> dy = test::uniform_vector(size_t(d.tops[t].count()), 20 + uint32_t(t));
-      std::copy(dy.begin(), dy.end(), d.tops[t].mutable_diff());
-    }
-    std::vector<bool> down(d.bottoms.size(), false);
-    down[0] = true;
-    d.layer->backward(d.top, down, d.bottom, ctx);
-  }
-  const std::string name = lp.type();
-  CHECK(losses[1] == Approx(losses[0]).epsilon(1e-5));
-  for (int t = 0; t < num_tops; ++t)
-    validate(name + " top " + std::to_string(t), side[1].tops[size_t(t)].data(), side[0].tops[size_t(t)].data(),
-             side[0].tops[size_t(t)].count());
-  validate(name + " bottom diff", side[1].bottoms[0].diff(), side[0].bottoms[0].diff(), side[0].bottoms[0].count());
-  for (size_t b = 0; b < side[0].layer->blobs().size(); ++b)
-    validate(name + " param diff " + std::to_string(b), side[1].layer->blobs()[b]->diff(),
-             side[0].layer->blobs()[b]->diff(), side[0].layer->blobs()[b]->count());
-}
-
-}  // namespace
-
-TEST_CASE("ReLU, InnerProduct and SoftmaxWithLoss agree on CPU and CUDA", "[gpu][layers]") {
-  if (skip_without_gpu()) return;
-  LayerParameter relu;
-  relu.set_name("relu");
-  relu.set_type("ReLU");
-  relu.mutable_relu_param()->set_negative_slope(0.05f);
-  compare_layer(relu, {{4, 3, 5}}, {test::uniform_vector(60, 30)}, 1);
-
-  for (bool transpose : {false, true}) {
-    LayerParameter ip;
-    ip.set_name("ip");
-    ip.set_type("InnerProduct");
-    ip.mutable_inner_product_param()->set_num_output(7);
-    ip.mutable_inner_product_param()->set_transpose(transpose);
-    ip.mutable_inner_product_param()->mutable_weight_filler()->set_type("gaussian");
-    ip.mutable_inner_product_param()->mutable_bias_filler()->set_type("gaussian");
-    compare_layer(ip, {{6, 2, 5}}, {test::uniform_vector(60, 31)}, 1);
-  }
-
-  LayerParameter loss;
-  loss.set_name("loss");
-  loss.set_type("SoftmaxWithLoss");
-  loss.mutable_loss_param()->set_ignore_label(2);
-  std::vector<float> labels{0, 1, 2, 3, 4, 0, 1, 2};
-  compare_layer(loss, {{8, 5}, {8}}, {test::uniform_vector(40, 32), labels}, 2);
-}
-
 TEST_CASE("one SGD update with L2 decay agrees on CPU and CUDA", "[gpu][solver]") {
   if (skip_without_gpu()) return;
   SolverParameter sp;
@@ -253,28 +176,4 @@ TEST_CASE("one SGD update with L2 decay agrees on CPU and CUDA", "[gpu][solver]"
   }
   validate("SGD weights", tg.data(), tc.data(), 300);
   validate("SGD step", tg.diff(), tc.diff(), 300);
-}
-
-TEST_CASE("asking a CPU-only layer or a missing device for CUDA is a clear error", "[device]") {
-  LayerParameter lp;
-  lp.set_name("tanh");
-  lp.set_type("TanH");
-  auto layer = create_layer(lp);
-  Tensor x({2, 3}), y;
-  TensorVec bottom{&x}, top{&y};
-  std::mt19937_64 rng(1);
-  layer->setup(bottom, top, rng);
-  Context ctx;
-  ctx.device = kGpu;
-  CHECK_THROWS_WITH(layer->forward(bottom, top, ctx), Catch::Contains("no implementation for device cuda:0"));
-
-  LayerParameter rp;
-  rp.set_name("relu");
-  rp.set_type("ReLU");
-  auto relu = create_layer(rp);
-  relu->setup(bottom, top, rng);
-  CHECK(relu->supports(DeviceType::CUDA, LayerMode::kDense) == cuda_built());
-  CHECK_FALSE(relu->supports(DeviceType::CUDA, LayerMode::kActiveOutputs));
-  std::string reason;
-  if (cuda_device_count(&reason) == 0) CHECK_THROWS_AS(relu->forward(bottom, top, ctx), Error);
 }
