@@ -17,9 +17,13 @@
 #include <memory>
 #include <vector>
 
+#include "runtime/device_array.hpp"
 #include "runtime/error.hpp"
+#include "runtime/launch.hpp"
 #include "runtime/layer.hpp"
+#include "runtime/ops.hpp"
 #include "runtime/parallel.hpp"
+#include "layers/batch_norm_kernels.hpp"
 
 namespace dsg {
 
@@ -36,6 +40,7 @@ class BatchNormLayer : public Layer {
   int exact_num_tops() const override { return 1; }
   bool allows_in_place() const override { return true; }
   bool blob_is_learnable(int) const override { return false; }
+  bool supports(DeviceType, LayerMode mode) const override { return mode == LayerMode::kDense; }
 
  protected:
   void layer_setup(const TensorVec& bottom, const TensorVec&, std::mt19937_64&) override {
@@ -126,6 +131,74 @@ class BatchNormLayer : public Layer {
     else saved_y_.clear();
   }
 
+  // Device code (layers/batch_norm_kernels.hpp): the same statistics and running-sum updates as
+  // forward_cpu, the per-channel sums in two stages of fixed order (deterministic), then one
+  // thread per entry.
+  void forward_cuda(const TensorVec& bottom, const TensorVec& top, const Context& ctx) override {
+    const Device& d = ctx.device;
+    const auto& bp = param_.batch_norm_param();
+    global_ = bp.has_use_global_stats() ? bp.use_global_stats() : ctx.phase == TEST;
+    const bn_kernels::BnShape s = shape_of(*bottom[0]);
+    const int64_t m = int64_t(s.num) * s.spatial;
+    dmean_.resize(size_t(channels_));
+    dinv_std_.resize(size_t(channels_));
+    float* mean = dmean_.mutable_on(d);
+    float* inv_std = dinv_std_.mutable_on(d);
+    if (global_) {
+      launch(d, channels_,
+             bn_kernels::GlobalStats{eps_, blobs_[0]->data(d), blobs_[1]->data(d), blobs_[2]->data(d), mean, inv_std});
+    } else if (m > 0) {
+      const bn_kernels::Parts q = parts_of(m);
+      const float* x = bottom[0]->data(d);
+      dpart_.resize(size_t(2) * channels_ * q.parts);
+      dmean_d_.resize(size_t(channels_));
+      double* part = dpart_.mutable_on(d);
+      double* mean_d = dmean_d_.mutable_on(d);
+      float* factor = blobs_[2]->mutable_data(d);
+      launch(d, int64_t(channels_) * q.parts, bn_kernels::PartialSums{s, q, x, nullptr, part}, 1);
+      launch(d, channels_, bn_kernels::ChannelMean{s, q, part, mean_d}, 1);
+      launch(d, int64_t(channels_) * q.parts, bn_kernels::PartialSums{s, q, x, mean_d, part}, 1);
+      launch(d, channels_,
+             bn_kernels::BatchStats{s, q, eps_, maf_, mean_d, part, factor, blobs_[0]->mutable_data(d),
+                                    blobs_[1]->mutable_data(d), mean, inv_std},
+             1);
+      launch(d, 1, bn_kernels::BatchFactor{maf_, factor});
+    }
+    const float* x = bottom[0]->data(d);
+    float* y = top[0]->mutable_data(d);
+    launch(d, top[0]->count(), bn_kernels::Normalize{s, x, mean, inv_std, y});
+    dsaved_in_place_ = x == y;
+    if (dsaved_in_place_) {
+      dsaved_y_.resize(size_t(top[0]->count()));
+      ops_for(d).copy(top[0]->count(), y, dsaved_y_.mutable_on(d));
+    }
+  }
+
+  void backward_cuda(const TensorVec& top, const std::vector<bool>& propagate_down, const TensorVec& bottom,
+                     const Context& ctx) override {
+    if (!propagate_down[0]) return;
+    const Device& d = ctx.device;
+    const bn_kernels::BnShape s = shape_of(*bottom[0]);
+    const int64_t m = int64_t(s.num) * s.spatial;
+    const float* x = bottom[0]->data(d);
+    const float* saved = bottom[0] == top[0] && dsaved_in_place_ ? dsaved_y_.on(d) : nullptr;
+    const float* dy = top[0]->diff(d);
+    const float* mean = dmean_.on(d);
+    const float* inv_std = dinv_std_.on(d);
+    const float* means = nullptr;
+    if (!global_ && m > 0) {
+      const bn_kernels::Parts q = parts_of(m);
+      dpart_.resize(size_t(2) * channels_ * q.parts);
+      dmeans_.resize(size_t(2) * channels_);
+      double* part = dpart_.mutable_on(d);
+      launch(d, int64_t(channels_) * q.parts, bn_kernels::BackwardParts{s, q, x, saved, dy, mean, inv_std, part}, 1);
+      launch(d, channels_, bn_kernels::BackwardMeans{s, q, part, dmeans_.mutable_on(d)}, 1);
+      means = dmeans_.on(d);
+    }
+    launch(d, bottom[0]->count(),
+           bn_kernels::BackwardDx{s, x, saved, dy, mean, inv_std, means, bottom[0]->mutable_diff(d)});
+  }
+
   // Batch statistics: dx = (dy - mean(dy) - y * mean(dy * y)) / sqrt(var + eps), means per channel.
   // Global statistics: dx = dy / sqrt(var + eps).
   void backward_cpu(const TensorVec& top, const std::vector<bool>& propagate_down, const TensorVec& bottom,
@@ -172,11 +245,27 @@ class BatchNormLayer : public Layer {
     });
   }
 
+  // Runs of the two-stage per-channel sums: one run per kBnRun entries (at most kBnMaxParts).
+  static bn_kernels::Parts parts_of(int64_t m) {
+    constexpr int64_t kBnRun = 1024, kBnMaxParts = 1024;
+    const int parts = int(std::clamp<int64_t>((m + kBnRun - 1) / kBnRun, 1, kBnMaxParts));
+    return bn_kernels::Parts{parts, (m + parts - 1) / parts};
+  }
+
+  bn_kernels::BnShape shape_of(const Tensor& x) const {
+    return bn_kernels::BnShape{x.shape(0), channels_, x.count(2)};
+  }
+
   int channels_ = 0;
   float eps_ = 1e-5f, maf_ = 0.999f;
   bool global_ = false;                 // whether the last forward used the running statistics
   std::vector<float> mean_, inv_std_;   // per channel, from the last forward
   std::vector<float> saved_y_;          // y of the last forward when running in place
+  // The device code's per-channel mean and 1 / std, backward's per-channel means of dy and dy y,
+  // and the saved top when in place.
+  DeviceArray<float> dmean_, dinv_std_, dmeans_, dsaved_y_;
+  DeviceArray<double> dmean_d_, dpart_;  // batch means in double, per-run partial sums
+  bool dsaved_in_place_ = false;
 };
 
 DSG_REGISTER_LAYER("BatchNorm", BatchNormLayer);

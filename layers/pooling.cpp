@@ -9,9 +9,12 @@
 #include <cmath>
 #include <vector>
 
+#include "runtime/device_array.hpp"
 #include "runtime/error.hpp"
+#include "runtime/launch.hpp"
 #include "runtime/layer.hpp"
 #include "runtime/parallel.hpp"
+#include "layers/pooling_kernels.hpp"
 
 namespace dsg {
 
@@ -27,6 +30,7 @@ class PoolingLayer : public Layer {
   int exact_num_bottoms() const override { return 1; }
   int min_num_tops() const override { return 1; }
   int max_num_tops() const override { return param_.pooling_param().pool() == PoolingParameter::MAX ? 2 : 1; }
+  bool supports(DeviceType, LayerMode mode) const override { return mode == LayerMode::kDense; }
 
  protected:
   void layer_setup(const TensorVec&, const TensorVec&, std::mt19937_64&) override {
@@ -128,6 +132,31 @@ class PoolingLayer : public Layer {
         }
       }
     });
+  }
+
+  // Device code (layers/pooling_kernels.hpp): one thread per top entry forward, one per bottom
+  // entry backward (gathering from the windows that cover it, in output order: no atomics).
+  void forward_cuda(const TensorVec& bottom, const TensorVec& top, const Context& ctx) override {
+    const Device& d = ctx.device;
+    const int64_t count = top[0]->count();
+    if (method_ == PoolingParameter::MAX) {
+      dargmax_.resize(size_t(count));
+      launch(d, count,
+             pool_kernels::MaxForward{shape(), bottom[0]->data(d), top[0]->mutable_data(d), dargmax_.mutable_on(d),
+                                      top.size() > 1 ? top[1]->mutable_data(d) : nullptr});
+    } else {
+      launch(d, count, pool_kernels::AveForward{shape(), bottom[0]->data(d), top[0]->mutable_data(d)});
+    }
+  }
+
+  void backward_cuda(const TensorVec& top, const std::vector<bool>& propagate_down, const TensorVec& bottom,
+                     const Context& ctx) override {
+    if (!propagate_down[0]) return;
+    const Device& d = ctx.device;
+    const bool max = method_ == PoolingParameter::MAX;
+    launch(d, bottom[0]->count(),
+           pool_kernels::Backward{shape(), max, top[0]->diff(d), max ? dargmax_.on(d) : nullptr,
+                                  bottom[0]->mutable_diff(d)});
   }
 
   void backward_cpu(const TensorVec& top, const std::vector<bool>& propagate_down, const TensorVec& bottom,
@@ -270,6 +299,10 @@ class PoolingLayer : public Layer {
     }
   }
 
+  pool_kernels::PoolShape shape() const {
+    return pool_kernels::PoolShape{int64_t(n_) * c_, h_, w_, ho_, wo_, kh_, kw_, sh_, sw_, ph_, pw_};
+  }
+
   int64_t grain() const { return std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(1, int64_t(h_) * w_)); }
 
   PoolingParameter::PoolMethod method_ = PoolingParameter::MAX;
@@ -279,6 +312,7 @@ class PoolingLayer : public Layer {
   std::vector<Window> hwin_, wwin_;  // input windows of each output row / column
   int full_lo_ = 0, full_hi_ = 0;     // output columns whose window is not clipped
   std::vector<int> argmax_;          // MAX: flat H x W index of each output's maximum
+  DeviceArray<int> dargmax_;         // the same, for the device code
 };
 
 DSG_REGISTER_LAYER("Pooling", PoolingLayer);
