@@ -12,6 +12,7 @@
 // use_global_stats defaults to (ctx.phase == TEST), decided per forward call unless
 // batch_norm_param.use_global_stats is set. Backward recomputes y from the bottom, so later layers
 // may modify the top in place (Scale, DSG's double mask); in place, forward keeps a copy of y.
+// Device code: layers/batch_norm_kernels.hpp (per-channel sums in two stages of fixed order).
 #include <algorithm>
 #include <cmath>
 #include <memory>

@@ -24,6 +24,11 @@
 // estimates of the im2col windows, and computes them as dot products over the window (the other
 // outputs are exact zeros, no bias); backward runs through the kept outputs only. BATCH_SHARED
 // selects the output channels once per pass and runs the structured path with them.
+//
+// Device code (forward_cuda / backward_cuda, bodies in layers/conv_kernels.hpp): the dense and
+// structured paths above with im2col, the reorders and col2im as one thread per entry (col2im
+// gathers per input pixel in the CPU's order: deterministic) and the GEMMs through the device's
+// ops, chunked by conv_kernels::device_column_floats. The weight operator and DSG run on the CPU.
 #include <algorithm>
 #include <cstring>
 #include <vector>

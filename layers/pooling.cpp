@@ -3,7 +3,8 @@
 // Output size: round((H + 2 pad - kernel) / stride) + 1, reduced by one when padded and the last
 // window would start in the padding. AVE divides by the window clipped to the padded input (Caffe).
 // MAX may have a second top receiving the argmax (flat index within the H x W plane) as floats.
-// STOCHASTIC is not supported.
+// STOCHASTIC is not supported. Device code: layers/pooling_kernels.hpp (the CPU's arithmetic, so
+// the results agree to the bit).
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
