@@ -1,6 +1,11 @@
 // Device cases: Sigmoid, TanH, Dropout, Scale, Eltwise, Softmax, Accuracy.
-#include <algorithm>
+#include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <cmath>
+#include <random>
+
+#include "runtime/error.hpp"
 #include "support/device_cases.hpp"
 
 namespace dsg::test {
@@ -154,6 +159,31 @@ DSG_DEVICE_CASES({
      .fill = tied_values(1, 1),
      .backward = false},
 });
+
+}  // namespace
+}  // namespace dsg::test
+
+namespace dsg::test {
+namespace {
+
+// The device code cannot throw on a bad label without reading the labels back: it reports NaN.
+TEST_CASE("Accuracy device code gives NaN for a label outside the classes", "[device_code]") {
+  LayerParameter p;
+  p.set_name("acc");
+  p.set_type("Accuracy");
+  auto layer = create_layer(p);
+  Tensor x({2, 3}), label({2}), acc;
+  std::fill(x.mutable_data(), x.mutable_data() + x.count(), 0.5f);
+  label.mutable_data()[0] = 1;
+  label.mutable_data()[1] = 3;
+  std::mt19937_64 rng(1);
+  layer->setup({&x, &label}, {&acc}, rng);
+  Context host;
+  host.device_code_on_host = true;
+  layer->forward({&x, &label}, {&acc}, host);
+  CHECK(std::isnan(acc.data()[0]));
+  CHECK_THROWS_AS(layer->forward({&x, &label}, {&acc}, Context{}), Error);
+}
 
 }  // namespace
 }  // namespace dsg::test

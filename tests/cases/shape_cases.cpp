@@ -1,4 +1,11 @@
 // Device cases: Concat, Slice, Split, Flatten, Reshape, Silence, Input, ImageToSequence, Embed.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+
+#include "runtime/error.hpp"
 #include "support/device_cases.hpp"
 
 namespace dsg::test {
@@ -92,6 +99,42 @@ DSG_DEVICE_CASES({
      .fill = symbols(3),
      .terms = 10},
 });
+
+}  // namespace
+}  // namespace dsg::test
+
+namespace dsg::test {
+namespace {
+
+// The device code cannot throw on a bad symbol without reading the bottom back: its top row is
+// NaN and it adds nothing to the weight gradient.
+TEST_CASE("Embed device code gives NaN rows for invalid symbols", "[device_code]") {
+  LayerParameter p;
+  p.set_name("emb");
+  p.set_type("Embed");
+  p.mutable_embed_param()->set_num_output(2);
+  p.mutable_embed_param()->set_input_dim(3);
+  p.mutable_embed_param()->set_bias_term(false);
+  auto layer = create_layer(p);
+  Tensor index({3}), y;
+  index.mutable_data()[0] = 1;
+  index.mutable_data()[1] = 1.5f;
+  index.mutable_data()[2] = 3;
+  std::mt19937_64 rng(1);
+  layer->setup({&index}, {&y}, rng);
+  Context host;
+  host.device_code_on_host = true;
+  layer->forward({&index}, {&y}, host);
+  CHECK(std::isfinite(y.data()[0]));
+  for (int i = 2; i < 6; ++i) CHECK(std::isnan(y.data()[i]));
+  std::fill(y.mutable_diff(), y.mutable_diff() + y.count(), 1.0f);
+  Tensor& w = *layer->blobs()[0];
+  std::fill(w.mutable_diff(), w.mutable_diff() + w.count(), 0.0f);
+  layer->backward({&y}, {false}, {&index}, host);
+  const float want[6] = {0, 0, 1, 1, 0, 0};
+  for (int i = 0; i < 6; ++i) CHECK(w.diff()[i] == want[i]);
+  CHECK_THROWS_AS(layer->forward({&index}, {&y}, Context{}), Error);
+}
 
 }  // namespace
 }  // namespace dsg::test
