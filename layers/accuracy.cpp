@@ -4,7 +4,11 @@
 //   top[0]: accuracy, shape (1). Optional top[1]: per-class accuracy, shape (C).
 // As in Caffe, a tie with the true class's score counts against it. Positions whose label equals
 // accuracy_param.ignore_label are skipped. No backward.
+#include <limits>
 #include <vector>
+
+#include "layers/accuracy_kernels.hpp"
+#include "runtime/device_array.hpp"
 
 #include "runtime/error.hpp"
 #include "runtime/layer.hpp"
@@ -24,6 +28,7 @@ class AccuracyLayer : public Layer {
   int min_num_tops() const override { return 1; }
   int max_num_tops() const override { return 2; }
   bool allow_backward_to(int) const override { return false; }
+  bool supports(DeviceType, LayerMode mode) const override { return mode == LayerMode::kDense; }
 
  protected:
   void layer_setup(const TensorVec&, const TensorVec&, std::mt19937_64&) override {
@@ -87,7 +92,29 @@ class AccuracyLayer : public Layer {
 
   void backward_cpu(const TensorVec&, const std::vector<bool>&, const TensorVec&, const Context&) override {}
 
+  // The device code: counts on the device (layers/accuracy_kernels.hpp), no host read. A label
+  // outside [0, C) gives a NaN accuracy instead of the CPU path's error (checking it would read
+  // the labels back).
+  void forward_cuda(const TensorVec& bottom, const TensorVec& top, const Context& ctx) override {
+    const Device& d = ctx.device;
+    const int64_t positions = outer_ * inner_, chunks = (positions + kAccuracyChunk - 1) / kAccuracyChunk;
+    codes_.resize(size_t(positions));
+    counts_.resize(size_t(3 * chunks));
+    launch(d, positions,
+           AccuracyMark{channels_, inner_, top_k_, has_ignore_, ignore_, bottom[0]->data(d), bottom[1]->data(d),
+                        codes_.mutable_on(d)});
+    launch(d, chunks, AccuracyCount{positions, codes_.on(d), counts_.mutable_on(d)});
+    const bool per_class = top.size() > 1;
+    launch(d, 1 + (per_class ? channels_ : 0),
+           AccuracyFinish{positions, chunks, std::numeric_limits<float>::quiet_NaN(), codes_.on(d), counts_.on(d),
+                          top[0]->mutable_data(d), per_class ? top[1]->mutable_data(d) : nullptr});
+  }
+
+  void backward_cuda(const TensorVec&, const std::vector<bool>&, const TensorVec&, const Context&) override {}
+
  private:
+  DeviceArray<int> codes_;        // per position: AccuracyMark's code
+  DeviceArray<int64_t> counts_;   // per chunk: hits, counted, invalid
   int64_t top_k_ = 1;
   bool has_ignore_ = false;
   int ignore_ = -1;

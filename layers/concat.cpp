@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "layers/copy_kernels.hpp"
 #include "runtime/error.hpp"
 #include "runtime/layer.hpp"
 #include "runtime/parallel.hpp"
@@ -22,6 +23,7 @@ class ConcatLayer : public Layer {
   }
   int min_num_bottoms() const override { return 1; }
   int exact_num_tops() const override { return 1; }
+  bool supports(DeviceType, LayerMode mode) const override { return mode == LayerMode::kDense; }
 
  protected:
   void layer_setup(const TensorVec&, const TensorVec&, std::mt19937_64&) override {
@@ -59,7 +61,35 @@ class ConcatLayer : public Layer {
     transfer(bottom, *top[0], &propagate_down, false);
   }
 
+  // The device code: one strided block copy per bottom.
+  void forward_cuda(const TensorVec& bottom, const TensorVec& top, const Context& ctx) override {
+    transfer_on(ctx.device, bottom, *top[0], nullptr, true);
+  }
+
+  void backward_cuda(const TensorVec& top, const std::vector<bool>& propagate_down, const TensorVec& bottom,
+                     const Context& ctx) override {
+    transfer_on(ctx.device, bottom, *top[0], &propagate_down, false);
+  }
+
  private:
+  // transfer() on device `d`.
+  void transfer_on(const Device& d, const TensorVec& bottom, Tensor& top, const std::vector<bool>* which,
+                   bool forward) const {
+    const int64_t outer = top.count(0, axis_), inner = top.count(axis_ + 1);
+    const int64_t top_row = int64_t(top.shape(axis_)) * inner;
+    int64_t offset = 0;
+    for (size_t b = 0; b < bottom.size(); ++b) {
+      const int64_t row = int64_t(bottom[b]->shape(axis_)) * inner;
+      if (row > 0 && (!which || (*which)[b])) {
+        const StridedCopy body = forward
+            ? StridedCopy{row, row, top_row, bottom[b]->data(d), top.mutable_data(d) + offset}
+            : StridedCopy{row, top_row, row, top.diff(d) + offset, bottom[b]->mutable_diff(d)};
+        launch(d, outer * row, body);
+      }
+      offset += row;
+    }
+  }
+
   // Copies each bottom's data into its slice of the top (forward), or the top diff's slices back
   // into the bottom diffs selected by `which` (backward).
   void transfer(const TensorVec& bottom, Tensor& top, const std::vector<bool>* which, bool forward) const {

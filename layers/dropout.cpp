@@ -6,7 +6,10 @@
 #include <algorithm>
 #include <vector>
 
+#include "layers/elementwise_kernels.hpp"
+#include "runtime/device_array.hpp"
 #include "runtime/error.hpp"
+#include "runtime/ops.hpp"
 #include "runtime/layer.hpp"
 #include "runtime/parallel.hpp"
 #include "runtime/rng.hpp"
@@ -26,6 +29,7 @@ class DropoutLayer : public Layer {
   int exact_num_bottoms() const override { return 1; }
   int exact_num_tops() const override { return 1; }
   bool allows_in_place() const override { return true; }
+  bool supports(DeviceType, LayerMode mode) const override { return mode == LayerMode::kDense; }
 
  protected:
   void layer_setup(const TensorVec&, const TensorVec&, std::mt19937_64&) override {
@@ -81,10 +85,45 @@ class DropoutLayer : public Layer {
     });
   }
 
+  // The device code: the same mask formula (one body per Philox block of four elements), the
+  // multiplier kept on the device.
+  void forward_cuda(const TensorVec& bottom, const TensorVec& top, const Context& ctx) override {
+    const Device& d = ctx.device;
+    const int64_t n = bottom[0]->count();
+    const float* x = bottom[0]->data(d);
+    float* y = top[0]->mutable_data(d);
+    train_ = ctx.phase == TRAIN;
+    if (!train_) {
+      if (x != y) ops_for(d).copy(n, x, y);
+      return;
+    }
+    device_multiplier_.resize(size_t(n));
+    launch(d, (n + 3) / 4,
+           DropoutForward{n, ctx.seed, counter_stream(ctx.iteration, key()), ratio_, 1.0f / (1.0f - ratio_), x, y,
+                          device_multiplier_.mutable_on(d)});
+  }
+
+  void backward_cuda(const TensorVec& top, const std::vector<bool>& propagate_down, const TensorVec& bottom,
+                     const Context& ctx) override {
+    if (!propagate_down[0]) return;
+    const Device& d = ctx.device;
+    const int64_t n = bottom[0]->count();
+    const float* dy = top[0]->diff(d);
+    float* dx = bottom[0]->mutable_diff(d);
+    if (!train_) {
+      if (dx != dy) ops_for(d).copy(n, dy, dx);
+      return;
+    }
+    if (int64_t(device_multiplier_.size()) != n)
+      throw Error(where() + "backward without a matching TRAIN forward for shape " + bottom[0]->shape_string());
+    launch(d, n, DropoutBackward{device_multiplier_.on(d), dy, dx});
+  }
+
  private:
   float ratio_ = 0.5f;
   bool train_ = true;
   std::vector<float> multiplier_;  // per element: 0 (dropped) or 1/(1-p) (kept), from the last TRAIN forward
+  DeviceArray<float> device_multiplier_;  // the same, of the device code
 };
 
 DSG_REGISTER_LAYER("Dropout", DropoutLayer);

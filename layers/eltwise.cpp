@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <vector>
 
+#include "layers/elementwise_kernels.hpp"
+#include "runtime/device_array.hpp"
 #include "runtime/error.hpp"
 #include "runtime/layer.hpp"
 #include "runtime/parallel.hpp"
@@ -25,6 +27,7 @@ class EltwiseLayer : public Layer {
   }
   int min_num_bottoms() const override { return 2; }
   int exact_num_tops() const override { return 1; }
+  bool supports(DeviceType, LayerMode mode) const override { return mode == LayerMode::kDense; }
 
  protected:
   void layer_setup(const TensorVec& bottom, const TensorVec&, std::mt19937_64&) override {
@@ -113,10 +116,69 @@ class EltwiseLayer : public Layer {
     }
   }
 
+  // The device code: bodies over up to kEltwiseChunk bottoms per launch, continuing from the
+  // partial result, so each element sees the CPU path's operations in its order.
+  void forward_cuda(const TensorVec& bottom, const TensorVec& top, const Context& ctx) override {
+    const Device& d = ctx.device;
+    const int64_t n = top[0]->count();
+    const int nb = int(bottom.size());
+    if (op_ == EltwiseParameter::MAX) device_argmax_.resize(size_t(n));
+    EltwiseForward body{};
+    body.op = device_op();
+    body.y = top[0]->mutable_data(d);
+    body.arg = op_ == EltwiseParameter::MAX ? device_argmax_.mutable_on(d) : nullptr;
+    for (body.first = 0; body.first < nb; body.first += kEltwiseChunk) {
+      body.count = std::min(kEltwiseChunk, nb - body.first);
+      for (int k = 0; k < body.count; ++k) {
+        body.x[k] = bottom[size_t(body.first + k)]->data(d);
+        body.coeff[k] = coeff_[size_t(body.first + k)];
+      }
+      launch(d, n, body);
+    }
+  }
+
+  void backward_cuda(const TensorVec& top, const std::vector<bool>& propagate_down, const TensorVec& bottom,
+                     const Context& ctx) override {
+    const Device& d = ctx.device;
+    const int64_t n = top[0]->count();
+    const int nb = int(bottom.size());
+    const float* dy = top[0]->diff(d);
+    if (op_ == EltwiseParameter::MAX && int64_t(device_argmax_.size()) != n)
+      throw Error(where() + "MAX backward without a matching forward for shape " + top[0]->shape_string());
+    for (int b = 0; b < nb; ++b) {
+      if (!propagate_down[size_t(b)]) continue;
+      float* dx = bottom[size_t(b)]->mutable_diff(d);
+      if (op_ != EltwiseParameter::PROD) {
+        launch(d, n,
+               EltwiseSumMaxBackward{op_ == EltwiseParameter::MAX, b, coeff_[size_t(b)],
+                                     op_ == EltwiseParameter::MAX ? device_argmax_.on(d) : nullptr, dy, dx});
+        continue;
+      }
+      EltwiseProdBackward body{};
+      body.target = b;
+      body.dy = dy;
+      body.dx = dx;
+      for (body.first = 0; body.first < nb; body.first += kEltwiseChunk) {
+        body.count = std::min(kEltwiseChunk, nb - body.first);
+        for (int k = 0; k < body.count; ++k) body.x[k] = bottom[size_t(body.first + k)]->data(d);
+        launch(d, n, body);
+      }
+    }
+  }
+
  private:
+  EltwiseKernelOp device_op() const {
+    switch (op_) {
+      case EltwiseParameter::PROD: return EltwiseKernelOp::kProd;
+      case EltwiseParameter::MAX: return EltwiseKernelOp::kMax;
+      default: return EltwiseKernelOp::kSum;
+    }
+  }
+
   EltwiseParameter::EltwiseOp op_ = EltwiseParameter::SUM;
   std::vector<float> coeff_;
   std::vector<int> argmax_;  // MAX: index of the winning bottom per element, from the last forward
+  DeviceArray<int> device_argmax_;  // the same, of the device code
 };
 
 DSG_REGISTER_LAYER("Eltwise", EltwiseLayer);

@@ -7,12 +7,15 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <vector>
 
+#include "layers/embed_kernels.hpp"
 #include "runtime/error.hpp"
 #include "runtime/filler.hpp"
 #include "runtime/layer.hpp"
 #include "runtime/math.hpp"
+#include "runtime/ops.hpp"
 
 namespace dsg {
 
@@ -25,6 +28,7 @@ class EmbedLayer : public Layer {
   int exact_num_bottoms() const override { return 1; }
   int exact_num_tops() const override { return 1; }
   bool allow_backward_to(int) const override { return false; }
+  bool supports(DeviceType, LayerMode mode) const override { return mode == LayerMode::kDense; }
 
  protected:
   void layer_setup(const TensorVec&, const TensorVec&, std::mt19937_64& rng) override {
@@ -87,6 +91,27 @@ class EmbedLayer : public Layer {
       if (int64_t(ones_.size()) < m) ones_.assign(size_t(m), 1.0f);
       gemv(true, static_cast<int>(m), n_, 1.0f, dy, ones_.data(), 1.0f, blobs_[1]->mutable_diff());
     }
+  }
+
+  // The device code (layers/embed_kernels.hpp): a gather of table rows, and a weight gradient with
+  // one body per table entry scanning the positions in order; the bias gradient is a column sum.
+  void forward_cuda(const TensorVec& bottom, const TensorVec& top, const Context& ctx) override {
+    const Device& d = ctx.device;
+    launch(d, bottom[0]->count() * n_,
+           EmbedForward{k_, n_, std::numeric_limits<float>::quiet_NaN(), bottom[0]->data(d), blobs_[0]->data(d),
+                        bias_term_ ? blobs_[1]->data(d) : nullptr, top[0]->mutable_data(d)});
+  }
+
+  void backward_cuda(const TensorVec& top, const std::vector<bool>& propagate_down, const TensorVec& bottom,
+                     const Context& ctx) override {
+    if (propagate_down[0]) throw Error(where() + "cannot backpropagate to the index input");
+    const Device& d = ctx.device;
+    const int64_t m = bottom[0]->count();
+    const float* dy = top[0]->diff(d);
+    if (param_propagate_down(0))
+      launch(d, int64_t(k_) * n_, EmbedWeightGrad{m, k_, n_, bottom[0]->data(d), dy, blobs_[0]->mutable_diff(d)});
+    if (bias_term_ && param_propagate_down(1) && m > 0)
+      ops_for(d).column_sums(int(m), n_, dy, blobs_[1]->mutable_diff(d));
   }
 
  private:

@@ -7,8 +7,10 @@
 #include <algorithm>
 #include <cstring>
 
+#include "layers/copy_kernels.hpp"
 #include "runtime/error.hpp"
 #include "runtime/layer.hpp"
+#include "runtime/ops.hpp"
 #include "runtime/parallel.hpp"
 
 namespace dsg {
@@ -19,6 +21,7 @@ class ImageToSequenceLayer : public Layer {
   const char* type() const override { return "ImageToSequence"; }
   int exact_num_bottoms() const override { return 1; }
   int exact_num_tops() const override { return 2; }
+  bool supports(DeviceType, LayerMode mode) const override { return mode == LayerMode::kDense; }
 
  protected:
   void reshape(const TensorVec& bottom, const TensorVec& top) override {
@@ -43,6 +46,25 @@ class ImageToSequenceLayer : public Layer {
   void backward_cpu(const TensorVec& top, const std::vector<bool>& propagate_down, const TensorVec& bottom,
                     const Context&) override {
     if (propagate_down[0]) transfer(bottom[0]->mutable_diff(), top[0]->mutable_diff(), false);
+  }
+
+  // The device code: one body per image element; cont is two fills.
+  void forward_cuda(const TensorVec& bottom, const TensorVec& top, const Context& ctx) override {
+    const Device& d = ctx.device;
+    launch(d, bottom[0]->count(),
+           ImageSequenceCopy{n_, c_, h_, w_, true, bottom[0]->data(d), top[0]->mutable_data(d)});
+    float* cont = top[1]->mutable_data(d);
+    const DeviceOps& ops = ops_for(d);
+    ops.fill(int64_t(h_) * n_, 1.0f, cont);
+    ops.fill(std::min<int64_t>(n_, int64_t(h_) * n_), 0.0f, cont);
+  }
+
+  void backward_cuda(const TensorVec& top, const std::vector<bool>& propagate_down, const TensorVec& bottom,
+                     const Context& ctx) override {
+    const Device& d = ctx.device;
+    if (propagate_down[0])
+      launch(d, bottom[0]->count(),
+             ImageSequenceCopy{n_, c_, h_, w_, false, top[0]->diff(d), bottom[0]->mutable_diff(d)});
   }
 
  private:

@@ -16,6 +16,8 @@ class InputLayer : public Layer {
   int exact_num_bottoms() const override { return 0; }
   int min_num_tops() const override { return 1; }
   bool is_data_layer() const override { return true; }
+  // The caller fills the tops on whichever device it runs; there is nothing to compute.
+  bool supports(DeviceType, LayerMode mode) const override { return mode == LayerMode::kDense; }
 
  protected:
   void layer_setup(const TensorVec&, const TensorVec& top, std::mt19937_64&) override {
@@ -41,6 +43,8 @@ class InputLayer : public Layer {
   void reshape(const TensorVec&, const TensorVec&) override {}
   void forward_cpu(const TensorVec&, const TensorVec&, const Context&) override {}
   void backward_cpu(const TensorVec&, const std::vector<bool>&, const TensorVec&, const Context&) override {}
+  void forward_cuda(const TensorVec&, const TensorVec&, const Context&) override {}
+  void backward_cuda(const TensorVec&, const std::vector<bool>&, const TensorVec&, const Context&) override {}
 };
 
 DSG_REGISTER_LAYER("Input", InputLayer);

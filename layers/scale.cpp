@@ -8,9 +8,12 @@
 #include <memory>
 #include <vector>
 
+#include "layers/elementwise_kernels.hpp"
+#include "runtime/device_array.hpp"
 #include "runtime/error.hpp"
 #include "runtime/filler.hpp"
 #include "runtime/layer.hpp"
+#include "runtime/ops.hpp"
 #include "runtime/parallel.hpp"
 
 namespace dsg {
@@ -29,6 +32,7 @@ class ScaleLayer : public Layer {
   int max_num_bottoms() const override { return 2; }
   int exact_num_tops() const override { return 1; }
   bool allows_in_place() const override { return true; }
+  bool supports(DeviceType, LayerMode mode) const override { return mode == LayerMode::kDense; }
 
  protected:
   void layer_setup(const TensorVec& bottom, const TensorVec&, std::mt19937_64& rng) override {
@@ -128,6 +132,39 @@ class ScaleLayer : public Layer {
     });
   }
 
+  // The device code: the same arithmetic per element, and one body per scale entry summing its
+  // gradient in double in the CPU path's order.
+  void forward_cuda(const TensorVec& bottom, const TensorVec& top, const Context& ctx) override {
+    const Device& d = ctx.device;
+    const int64_t n = bottom[0]->count();
+    const float* x = bottom[0]->data(d);
+    float* y = top[0]->mutable_data(d);
+    in_place_ = x == y;
+    if (in_place_) {
+      device_saved_x_.resize(size_t(n));
+      ops_for(d).copy(n, x, device_saved_x_.mutable_on(d));
+    }
+    launch(d, n,
+           ScaleForward{dim_, inner_, x, blobs_[0]->data(d), blobs_.size() > 1 ? blobs_[1]->data(d) : nullptr, y});
+  }
+
+  void backward_cuda(const TensorVec& top, const std::vector<bool>& propagate_down, const TensorVec& bottom,
+                     const Context& ctx) override {
+    const Device& d = ctx.device;
+    const float* dy = top[0]->diff(d);
+    const bool want_scale = param_propagate_down(0);
+    const bool want_bias = blobs_.size() > 1 && param_propagate_down(1);
+    // Parameter gradients first: in place, dx overwrites dy.
+    if (want_scale || want_bias) {
+      const float* x = in_place_ ? device_saved_x_.on(d) : bottom[0]->data(d);
+      launch(d, dim_,
+             ScaleParamGrad{outer_, dim_, inner_, dy, x, want_scale ? blobs_[0]->mutable_diff(d) : nullptr,
+                            want_bias ? blobs_[1]->mutable_diff(d) : nullptr});
+    }
+    if (!propagate_down[0]) return;
+    launch(d, bottom[0]->count(), ScaleBackward{dim_, inner_, dy, blobs_[0]->data(d), bottom[0]->mutable_diff(d)});
+  }
+
  private:
   // Runs fn(r) over the outer_ * dim_ rows of inner_ elements, in parallel for big bottoms.
   template <class Fn>
@@ -142,6 +179,7 @@ class ScaleLayer : public Layer {
   int64_t outer_ = 1, dim_ = 1, inner_ = 1;
   bool in_place_ = false;
   std::vector<float> saved_x_;  // copy of x when running in place
+  DeviceArray<float> device_saved_x_;  // the same, of the device code
 };
 
 DSG_REGISTER_LAYER("Scale", ScaleLayer);

@@ -2,6 +2,7 @@
 // tops), so they are not net outputs. Forward does nothing; backward writes zero diffs to the
 // bottoms asked for, so a producer that copies its top diffs back (Slice) sees zero from them.
 #include "runtime/layer.hpp"
+#include "runtime/ops.hpp"
 
 namespace dsg {
 
@@ -11,6 +12,7 @@ class SilenceLayer : public Layer {
   const char* type() const override { return "Silence"; }
   int min_num_bottoms() const override { return 1; }
   int exact_num_tops() const override { return 0; }
+  bool supports(DeviceType, LayerMode mode) const override { return mode == LayerMode::kDense; }
 
  protected:
   void reshape(const TensorVec&, const TensorVec&) override {}
@@ -20,6 +22,14 @@ class SilenceLayer : public Layer {
                     const Context&) override {
     for (size_t b = 0; b < bottom.size(); ++b)
       if (propagate_down[b]) bottom[b]->zero_diff();
+  }
+
+  void forward_cuda(const TensorVec&, const TensorVec&, const Context&) override {}
+
+  void backward_cuda(const TensorVec&, const std::vector<bool>& propagate_down, const TensorVec& bottom,
+                     const Context& ctx) override {
+    for (size_t b = 0; b < bottom.size(); ++b)
+      if (propagate_down[b]) ops_for(ctx.device).fill(bottom[b]->count(), 0.0f, bottom[b]->mutable_diff(ctx.device));
   }
 };
 

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "layers/copy_kernels.hpp"
 #include "runtime/error.hpp"
 #include "runtime/layer.hpp"
 #include "runtime/parallel.hpp"
@@ -22,6 +23,7 @@ class SliceLayer : public Layer {
   const char* type() const override { return "Slice"; }
   int exact_num_bottoms() const override { return 1; }
   int min_num_tops() const override { return 1; }
+  bool supports(DeviceType, LayerMode mode) const override { return mode == LayerMode::kDense; }
 
  protected:
   void layer_setup(const TensorVec&, const TensorVec& top, std::mt19937_64&) override {
@@ -77,7 +79,34 @@ class SliceLayer : public Layer {
     if (propagate_down[0]) transfer(*bottom[0], top, false);
   }
 
+  // The device code: one strided block copy per top.
+  void forward_cuda(const TensorVec& bottom, const TensorVec& top, const Context& ctx) override {
+    transfer_on(ctx.device, *bottom[0], top, true);
+  }
+
+  void backward_cuda(const TensorVec& top, const std::vector<bool>& propagate_down, const TensorVec& bottom,
+                     const Context& ctx) override {
+    if (propagate_down[0]) transfer_on(ctx.device, *bottom[0], top, false);
+  }
+
  private:
+  // transfer() on device `d`.
+  void transfer_on(const Device& d, Tensor& bottom, const TensorVec& top, bool forward) const {
+    const int64_t outer = bottom.count(0, axis_), inner = bottom.count(axis_ + 1);
+    const int64_t bottom_row = int64_t(bottom.shape(axis_)) * inner;
+    int64_t offset = 0;
+    for (Tensor* t : top) {
+      const int64_t row = int64_t(t->shape(axis_)) * inner;
+      if (row > 0) {
+        const StridedCopy body = forward
+            ? StridedCopy{row, bottom_row, row, bottom.data(d) + offset, t->mutable_data(d)}
+            : StridedCopy{row, row, bottom_row, t->diff(d), bottom.mutable_diff(d) + offset};
+        launch(d, outer * row, body);
+      }
+      offset += row;
+    }
+  }
+
   // Copies each top's part between the bottom and the top: values into the tops (forward), or
   // the top diffs into the bottom diff (backward).
   void transfer(Tensor& bottom, const TensorVec& top, bool forward) const {

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "layers/softmax_kernels.hpp"
 #include "runtime/error.hpp"
 #include "runtime/layer.hpp"
 #include "runtime/ops.hpp"
@@ -18,6 +19,7 @@ class SoftmaxLayer : public Layer {
   bool reads_class_scores() const override { return true; }
   int exact_num_bottoms() const override { return 1; }
   int exact_num_tops() const override { return 1; }
+  bool supports(DeviceType, LayerMode mode) const override { return mode == LayerMode::kDense; }
 
  protected:
   void reshape(const TensorVec& bottom, const TensorVec& top) override {
@@ -50,6 +52,20 @@ class SoftmaxLayer : public Layer {
       for (int64_t c = 0; c < C; ++c) d += dy[base + c * inner] * y[base + c * inner];
       for (int64_t c = 0; c < C; ++c) dx[base + c * inner] = y[base + c * inner] * (dy[base + c * inner] - d);
     });
+  }
+
+  // The device code: the device's softmax op, and one backward body per softmax position.
+  void forward_cuda(const TensorVec& bottom, const TensorVec& top, const Context& ctx) override {
+    const Device& d = ctx.device;
+    ops_for(d).softmax(outer_, channels_, inner_, bottom[0]->data(d), top[0]->mutable_data(d));
+  }
+
+  void backward_cuda(const TensorVec& top, const std::vector<bool>& propagate_down, const TensorVec& bottom,
+                     const Context& ctx) override {
+    if (!propagate_down[0]) return;
+    const Device& d = ctx.device;
+    launch(d, outer_ * inner_,
+           SoftmaxBackward{channels_, inner_, top[0]->data(d), top[0]->diff(d), bottom[0]->mutable_diff(d)});
   }
 
  private:

@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "runtime/layer.hpp"
+#include "runtime/ops.hpp"
 #include "runtime/parallel.hpp"
 
 namespace dsg {
@@ -20,6 +21,7 @@ class SplitLayer : public Layer {
   }
   int exact_num_bottoms() const override { return 1; }
   int min_num_tops() const override { return 1; }
+  bool supports(DeviceType, LayerMode mode) const override { return mode == LayerMode::kDense; }
 
  protected:
   void reshape(const TensorVec& bottom, const TensorVec& top) override {
@@ -44,6 +46,21 @@ class SplitLayer : public Layer {
       for (size_t k = 1; k < dy.size(); ++k)
         for (int64_t i = begin; i < end; ++i) dx[i] += dy[k][i];
     });
+  }
+
+  // The device code: the tops already share the bottom's data; backward adds the top diffs in the
+  // CPU path's order (dx = dy0, then dx += dy_k).
+  void forward_cuda(const TensorVec&, const TensorVec&, const Context&) override {}
+
+  void backward_cuda(const TensorVec& top, const std::vector<bool>& propagate_down, const TensorVec& bottom,
+                     const Context& ctx) override {
+    if (!propagate_down[0]) return;
+    const Device& d = ctx.device;
+    const DeviceOps& ops = ops_for(d);
+    const int64_t n = bottom[0]->count();
+    float* dx = bottom[0]->mutable_diff(d);
+    ops.copy(n, top[0]->diff(d), dx);
+    for (size_t k = 1; k < top.size(); ++k) ops.axpy(n, 1.0f, top[k]->diff(d), dx);
   }
 };
 
