@@ -123,6 +123,13 @@ class Net {
   size_t arena_size_ = 0;
 };
 
+// Throws dsg::Error naming the first layer of `net`, and the mode, that has no implementation for
+// the device `ctx` runs on (its device code when ctx.runs_device_code()): every mode in use now
+// (Layer::modes_in_use) and the `planned` ones (layer name, mode) that training switches on later
+// (structured sparsity at prune steps). Apps call it before training or evaluation starts.
+void check_device_support(const Net& net, const Context& ctx,
+                          const std::vector<std::pair<std::string, LayerMode>>& planned = {});
+
 // Caffe's NetState filtering: whether a layer with these rules is part of a net in `state`.
 bool layer_included(const LayerParameter& layer, const NetState& state);
 

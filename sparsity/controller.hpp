@@ -32,6 +32,8 @@ class SparsityController : public TrainingHooks {
   bool empty() const { return policies_.empty() && quantizers_.empty() && sparse_backward_.empty(); }
   // Another net sharing the weights (the TEST net) whose layers also get the structured sparsity.
   void add_mirror(Net& net) { mirrors_.push_back(&net); }
+  // The solver's device: masks and quantizers apply there (Solver::add_hooks calls it).
+  void set_device(const Device& device) override;
   void begin_iteration(int iter) override;
   float lr_mult(int iter) const override;
   void before_update(float rate) override;
@@ -45,6 +47,10 @@ class SparsityController : public TrainingHooks {
 
   const std::vector<std::unique_ptr<SparsityPolicy>>& policies() const { return policies_; }
   const std::vector<std::unique_ptr<Quantizer>>& quantizers() const { return quantizers_; }
+  // The layer modes the policies will switch on in `net` at prune steps (layer name, mode):
+  // active outputs of FILTER-pruned layers, active inputs of the layers that consume them (the
+  // channel pass) and of CHANNEL-pruned layers. For checking device support before training.
+  std::vector<std::pair<std::string, LayerMode>> planned_modes(const Net& net) const;
   // Index of the phase active at `iter`, -1 before the first phase.
   int phase_at(int iter) const;
 
