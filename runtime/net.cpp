@@ -358,6 +358,12 @@ float* Net::arena_diff(const Device& device) {
   return device.type == DeviceType::CPU ? arena_diff_->mutable_host() : arena_diff_->mutable_device(device.index);
 }
 
+void Net::to_device(const Device& device) {
+  if (device.type == DeviceType::CPU || !arena_data_) return;
+  arena_data_->device(device.index);
+  arena_diff_->device(device.index);
+}
+
 void Net::zero_param_diffs(const Device& device) {
   if (arena_size_) ops_for(device).fill(int64_t(arena_size_), 0.0f, arena_diff(device));
 }

@@ -40,6 +40,9 @@ class Net {
     return loss;
   }
 
+  // Brings the parameter arena (values and diffs) to `device` now: one counted copy each when the
+  // host wrote last (after setup or loading weights), nothing otherwise.
+  void to_device(const Device& device);
   // Zeroes every parameter diff (one fill over the arena, on `device`).
   void zero_param_diffs(const Device& device = Device::cpu());
   // Makes this net's parameters views of `other`'s (matched by layer name; shapes must agree).

@@ -121,6 +121,7 @@ TestReport Solver::test() {
   Context ctx = ctx_;
   ctx.phase = TEST;
   ctx.iteration = iter_;
+  ctx.check_transfers = false;  // the check watches training passes
   const auto& names = test_net_->output_names();
   std::vector<double> sums(names.size(), 0.0);
   std::vector<int64_t> counts(names.size(), 0);
@@ -172,8 +173,18 @@ void Solver::solve() {
     test_start = Clock::now();
     test_iter_start = iter_;
   };
+  // The parameters move to the device once, here, not inside the first pass.
+  if (ctx_.device.type != DeviceType::CPU) train_net_->to_device(ctx_.device);
+  const int first_iter = iter_;
   while (iter_ < max_iter) {
-    for (auto& h : hooks_) h->begin_iteration(iter_);
+    bool changed = false;
+    for (auto& h : hooks_) {
+      h->begin_iteration(iter_);
+      changed = h->changed_structure() || changed;
+    }
+    // The transfer check watches the steady state: not the first iteration of a run (first uses
+    // of layer state) nor one after a hook changed things on the host (a prune step).
+    const bool check_transfers = ctx_.check_transfers && iter_ > first_iter && !changed;
     if (test_net_ && param_.test_interval() > 0 && iter_ % param_.test_interval() == 0 &&
         (iter_ > 0 || param_.test_initialization()))
       run_test();
@@ -184,6 +195,7 @@ void Solver::solve() {
       Context ctx = ctx_;
       ctx.phase = TRAIN;
       ctx.iteration = int64_t(iter_) * param_.iter_size() + k;
+      ctx.check_transfers = check_transfers;
       loss += train_net_->forward_backward(ctx);
     }
     loss /= param_.iter_size();
@@ -220,7 +232,7 @@ void Solver::solve() {
       window_iter = iter_;
     }
     for (auto& h : hooks_) h->before_update(rate);
-    if (ctx_.check_transfers) {
+    if (check_transfers) {
       const TransferStats before = transfer_stats();
       apply_update(rate);
       const TransferStats now = transfer_stats();

@@ -27,6 +27,10 @@ class TrainingHooks {
   virtual ~TrainingHooks() = default;
   virtual void set_device(const Device& device) { (void)device; }
   virtual void begin_iteration(int iter) { (void)iter; }
+  // Whether the last begin_iteration changed weights, masks or structure on the host (a prune
+  // step): the passes that follow may move them to the device once, so the transfer check
+  // (Context::check_transfers) skips that iteration.
+  virtual bool changed_structure() const { return false; }
   virtual float lr_mult(int iter) const { (void)iter; return 1.0f; }
   virtual std::vector<std::string> report() const { return {}; }
   virtual void before_update(float rate) { (void)rate; }

@@ -259,6 +259,7 @@ std::vector<float> SparsityController::gradual_targets(const Phase& phase, int i
 }
 
 void SparsityController::begin_iteration(int iter) {
+  changed_ = false;
   int p = phase_at(iter);
   if (!phases_.empty())
     for (Layer* layer : sparse_backward_)
@@ -270,6 +271,7 @@ void SparsityController::begin_iteration(int iter) {
     std::string name = phase.spec.has_name() ? phase.spec.name() : "#" + std::to_string(p);
     log_info(strfmt("Sparsity schedule: entering phase %s (%s) at iteration %d", name.c_str(),
                     SchedulePhase::Mode_Name(mode).c_str(), iter));
+    changed_ = mode != SchedulePhase::HOLD;
     if (mode == SchedulePhase::DENSE) {
       for (auto& pol : policies_)
         if (drives(phase, *pol)) pol->release();
@@ -290,8 +292,10 @@ void SparsityController::begin_iteration(int iter) {
     }
   }
   if (mode == SchedulePhase::GRADUAL && (iter - phase.start) % phase.spec.prune_interval() == 0 &&
-      iter - phase.start <= std::max(phase.spec.prune_interval(), phase.end - phase.start - phase.spec.prune_interval()))
+      iter - phase.start <= std::max(phase.spec.prune_interval(), phase.end - phase.start - phase.spec.prune_interval())) {
     prune_driven(phase, gradual_targets(phase, iter));
+    changed_ = true;
+  }
 }
 
 std::vector<std::pair<std::string, LayerMode>> SparsityController::planned_modes(const Net& net) const {

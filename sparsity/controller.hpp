@@ -35,6 +35,7 @@ class SparsityController : public TrainingHooks {
   // The solver's device: masks and quantizers apply there (Solver::add_hooks calls it).
   void set_device(const Device& device) override;
   void begin_iteration(int iter) override;
+  bool changed_structure() const override { return changed_; }
   float lr_mult(int iter) const override;
   void before_update(float rate) override;
   void after_update() override;
@@ -79,7 +80,8 @@ class SparsityController : public TrainingHooks {
   std::vector<std::unique_ptr<Quantizer>> quantizers_;
   std::vector<Layer*> sparse_backward_;  // layers with structured_backward_param (the mixed schedule)
   std::vector<Phase> phases_;
-  std::vector<float> gradual_start_;  // per policy: sparsity when the current GRADUAL phase began
+  std::vector<float> gradual_start_;
+  bool changed_ = false;  // the last begin_iteration pruned, released or quantized  // per policy: sparsity when the current GRADUAL phase began
 };
 
 // Creates the controller for `solver` (its TRAIN net, schedule and epoch size), lets it drive the
