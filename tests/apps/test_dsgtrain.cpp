@@ -117,6 +117,18 @@ TEST_CASE("dsgtrain --device host-device-code runs the device code path or names
                                         Catch::Contains("layer '"));
     CHECK_THAT(r.output, !Catch::Contains("Solving tiny"));
   }
+  // Without a TEST net, the TRAIN net's layers (Data, InnerProduct, ReLU, SoftmaxWithLoss) claim
+  // device code: the whole run goes through it, under the transfer check (or a layer is named).
+  std::string train_only = dsg::test::tiny_mlp_solver(dir.path().string(), 8);
+  const std::string test_iter = "test_iter: 4\n test_interval: 8\n";
+  REQUIRE(train_only.find(test_iter) != std::string::npos);
+  train_only.replace(train_only.find(test_iter), test_iter.size(), "");
+  auto cfg2 = write(dir, "train_only.prototxt", train_only);
+  auto dev = run_dsgtrain(cfg2 + " --threads 1 --seed 3 --device host-device-code --check-transfers --output " +
+                          dir.file("dev"));
+  INFO(dev.output);
+  if (dev.status == 0) CHECK(fs::exists(dir.file("dev/train_only_iter_8.dsgmodel")));
+  else CHECK_THAT(last_line(dev.output), Catch::Contains("layer '"));
   // The same run on the CPU with the transfer check trains (the check has nothing to see there).
   auto cpu = run_dsgtrain(cfg + " --threads 1 --seed 3 --check-transfers --output " + dir.file("cpu"));
   INFO(cpu.output);
