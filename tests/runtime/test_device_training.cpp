@@ -5,6 +5,7 @@
 // snapshots that move between the CPU and the device.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <string>
@@ -73,6 +74,12 @@ class PassLayer : public Layer {
  public:
   using Layer::Layer;
   const char* type() const override { return "TestPass"; }
+  ChannelFlow channel_flow() const override {
+    ChannelFlow f;
+    f.kind = ChannelFlow::kElementwise;
+    f.zero_preserving = true;
+    return f;
+  }
   int exact_num_bottoms() const override { return 1; }
   int exact_num_tops() const override { return 1; }
   bool supports(DeviceType, LayerMode mode) const override { return mode == LayerMode::kDense; }
@@ -318,4 +325,40 @@ TEST_CASE("a snapshot written on the device resumes on the CPU, and back", "[dev
   check_close(on_dev.losses, tail, 1e-5f);
   for (size_t i = 0; i < cpu.params.size(); ++i) check_close(on_dev.params[i], cpu.params[i], 1e-5f);
   CHECK(on_dev.codes == cpu.codes);
+}
+
+TEST_CASE("device support is checked for the modes a sparsity schedule will switch on", "[device_training]") {
+  test::TempDir dir;
+  std::string text = mlp_solver(8, "pass", "schedule { phase { mode: PRUNE start_iter: 2 } }\n");
+  const std::string anchor = "layer { name: \"ip1\"";
+  text.insert(text.find(anchor) + anchor.size(),
+              " sparsity_param { policy: \"magnitude\" granularity: FILTER target_sparsity: 0.5 force: true }");
+  LoadedConfig c = load_text(dir, text);
+  Context ctx = make_ctx(false);
+  ctx.device_code_on_host = true;
+  Solver solver(c.solver, c.net_locations, ctx, dir.file("p"));
+  SparsityController& sparsity = install_sparsity(solver);
+  const auto planned = sparsity.planned_modes(solver.train_net());
+  using Planned = std::pair<std::string, LayerMode>;
+  CHECK(std::find(planned.begin(), planned.end(), Planned("ip1", LayerMode::kActiveOutputs)) != planned.end());
+  // ip1's dropped outputs reach ip2 through ReLU and the pass-through: ip2 can skip those inputs.
+  CHECK(std::find(planned.begin(), planned.end(), Planned("ip2", LayerMode::kActiveInputs)) != planned.end());
+  CHECK(planned.size() == 2);
+  // Whether it refuses follows the layers' own answers; a refusal names the layer and the mode.
+  const Layer& ip1 = *solver.train_net().layer_by_name("ip1");
+  const Layer& ip2 = *solver.train_net().layer_by_name("ip2");
+  const bool supported = ip1.supports(DeviceType::CUDA, LayerMode::kActiveOutputs) &&
+                         ip2.supports(DeviceType::CUDA, LayerMode::kActiveInputs);
+  if (supported) {
+    CHECK_NOTHROW(check_device_support(solver.train_net(), ctx, planned));
+  } else {
+    CHECK_THROWS_WITH(check_device_support(solver.train_net(), ctx, planned),
+                      Catch::Contains("of the TRAIN net has no active") &&
+                          Catch::Contains("implementation for device cuda (device code on the host)"));
+  }
+  // A mode the pass-through layer lacks is refused by name, before any pass runs.
+  CHECK_THROWS_WITH(check_device_support(solver.train_net(), ctx, {{"pass", LayerMode::kWeightOperator}}),
+                    Catch::Contains("layer 'pass' (TestPass) of the TRAIN net has no weight operator"));
+  CHECK_NOTHROW(check_device_support(solver.train_net(), ctx));
+  CHECK(solver.losses().empty());
 }
