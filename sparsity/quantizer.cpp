@@ -6,6 +6,7 @@
 #include "runtime/layer.hpp"
 #include "runtime/log.hpp"
 #include "runtime/ops.hpp"
+#include "sparsity/code_kernels.hpp"
 
 namespace dsg {
 
@@ -56,6 +57,24 @@ const float* Quantizer::table_on_device(const float* table, int size) {
   device_table_.resize(size_t(size));
   std::copy(table, table + size, device_table_.mutable_host());
   return device_table_.on(device_);
+}
+
+const double* Quantizer::code_sums_on_device(const float* x, int codes) {
+  const Device& d = device_;
+  const int64_t n = layer_.blobs()[0]->count();
+  const int64_t chunk = 4096, chunks = std::max<int64_t>(1, (n + chunk - 1) / chunk);
+  code_part_.resize(size_t(chunks * codes));
+  code_sums_.resize(size_t(codes));
+  double* part = code_part_.mutable_on(d);
+  double* sums = code_sums_.mutable_on(d);
+  launch(d, chunks, CodeSumChunks{codes_on_device(), x, n, chunk, codes, part}, 1);
+  launch(d, codes, CodeSumReduce{part, chunks, codes, sums}, 1);
+  return sums;
+}
+
+float* Quantizer::device_table(int size) {
+  device_table_.resize(size_t(size));
+  return device_table_.mutable_on(device_);
 }
 
 void Quantizer::write_weights() {

@@ -69,6 +69,11 @@ class Quantizer {
   const DeviceArray<uint8_t>& device_codes() const { return device_codes_; }
   // `table` (host floats) in device()'s memory: the table itself on the CPU, else an upload.
   const float* table_on_device(const float* table, int size);
+  // Per-code sums of `x` (device()'s memory, one value per weight, by codes_on_device()) for codes
+  // below `codes`, left in device()'s memory (deterministic chunked sums in double).
+  const double* code_sums_on_device(const float* x, int codes);
+  // A scratch table of `size` floats in device()'s memory.
+  float* device_table(int size);
   // Called by set_device() for state a method keeps on the device.
   virtual void device_changed() {}
   bool on_cpu() const { return device_.type == DeviceType::CPU; }
@@ -83,6 +88,7 @@ class Quantizer {
   Device device_;
   DeviceArray<uint8_t> device_codes_;
   DeviceArray<float> device_table_;
+  DeviceArray<double> code_part_, code_sums_;
 };
 
 using QuantizerRegistry = Registry<Quantizer, const QuantizationParameter&, Layer&>;

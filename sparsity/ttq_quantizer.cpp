@@ -14,6 +14,7 @@
 #include "runtime/layer.hpp"
 #include "runtime/log.hpp"
 #include "runtime/ops.hpp"
+#include "sparsity/code_kernels.hpp"
 #include "sparsity/quantizer.hpp"
 #include "sparsity/ttq_kernels.hpp"
 
@@ -40,7 +41,6 @@ class TtqQuantizer : public Quantizer {
                       static_cast<unsigned long long>(transfer_stats().to_host_bytes - before.to_host_bytes)));
     assign_codes();
     codes_changed();
-    device_changed();
     double pos = 0, neg = 0;
     int64_t np = 0, nn = 0;
     for (size_t i = 0; i < latent_.size(); ++i) {
@@ -49,6 +49,7 @@ class TtqQuantizer : public Quantizer {
     }
     wp_ = np ? float(pos / double(np)) : 1.0f;
     wn_ = nn ? float(neg / double(nn)) : 1.0f;
+    device_changed();
     active_ = true;
     publish();
   }
@@ -59,17 +60,27 @@ class TtqQuantizer : public Quantizer {
     const DeviceOps& ops = ops_for(device());
     float* g = w.mutable_diff(device());
     const uint8_t* codes = codes_on_device();
+    float lr = rate * param_.scale_lr_mult() *
+               (layer_.param().param_size() > 0 ? layer_.param().param(0).lr_mult() : 1.0f);
+    if (!on_cpu()) {
+      // dL/dW_p, dL/dW_n and the scales stay on the device.
+      const Device& d = device();
+      const double* sums = code_sums_on_device(g, 3);
+      ops.scale_by_code(w.count(), codes, device_scales_.on(d), 3, g);
+      launch(d, 1, TtqScaleStep{sums, lr, device_scales_.mutable_on(d)}, 1);
+      host_stale_ = true;
+      ops.copy(w.count(), device_latent_.on(d), w.mutable_data(d));
+      return;
+    }
     double sums[3];
     ops.sum_by_code(w.count(), codes, g, 3, sums);
     const double dwp = sums[1], dwn = -sums[2];
     const float scales[3] = {1.0f, wp_, wn_};
-    ops.scale_by_code(w.count(), codes, table_on_device(scales, 3), 3, g);
-    float lr = rate * param_.scale_lr_mult() *
-               (layer_.param().param_size() > 0 ? layer_.param().param(0).lr_mult() : 1.0f);
+    ops.scale_by_code(w.count(), codes, scales, 3, g);
     wp_ = float(wp_ - lr * dwp);
     wn_ = float(wn_ - lr * dwn);
     // The solver updates the latent weights.
-    ops.copy(w.count(), on_cpu() ? latent_.data() : device_latent_.on(device()), w.mutable_data(device()));
+    ops.copy(w.count(), latent_.data(), w.mutable_data(device()));
   }
 
   void after_update() override {
@@ -129,6 +140,10 @@ class TtqQuantizer : public Quantizer {
     device_latent_.resize(latent_.size());
     std::copy(latent_.begin(), latent_.end(), device_latent_.mutable_host());
     device_latent_.on(device());
+    device_scales_.resize(3);
+    float* scales = device_scales_.mutable_host();
+    scales[0] = 1.0f, scales[1] = wp_, scales[2] = wn_;
+    device_scales_.on(device());
   }
 
  private:
@@ -140,8 +155,19 @@ class TtqQuantizer : public Quantizer {
     for (size_t i = 0; i < latent_.size(); ++i) codes_[i] = latent_[i] > delta ? 1 : latent_[i] < -delta ? 2 : 0;
   }
   void publish() {
-    codebook_ = {0.0f, wp_, -wn_};
-    write_weights();
+    if (on_cpu()) {
+      codebook_ = {0.0f, wp_, -wn_};
+      write_weights();
+      return;
+    }
+    // The table {0, W_p, -W_n} from the scales on the device (the host codebook_ is refreshed by
+    // sync_host).
+    const Device& d = device();
+    float* table = device_table(3);
+    launch(d, 3, TtqTable{device_scales_.on(d), table}, 1);
+    Tensor& w = *layer_.blobs()[0];
+    ops_for(d).lookup(w.count(), codes_on_device(), table, 3, w.mutable_data(d));
+    host_stale_ = true;
   }
 
   // On a device, the codes and latent weights are kept there; the host copies (codes_, latent_)
@@ -154,6 +180,10 @@ class TtqQuantizer : public Quantizer {
     self->latent_.assign(latent, latent + n);
     const uint8_t* codes = device_codes().host();
     self->codes_.assign(codes, codes + n);
+    const float* scales = device_scales_.host();
+    self->wp_ = scales[1];
+    self->wn_ = scales[2];
+    self->codebook_ = {0.0f, wp_, -wn_};
     host_stale_ = false;
   }
 
@@ -161,6 +191,7 @@ class TtqQuantizer : public Quantizer {
   float wp_ = 1.0f, wn_ = 1.0f;
   DeviceArray<float> device_latent_;
   DeviceArray<float> scratch_;  // per-chunk maxima, then the maximum
+  DeviceArray<float> device_scales_;  // {1, W_p, W_n} on a device
   mutable bool host_stale_ = false;
 };
 

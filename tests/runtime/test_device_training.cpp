@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <memory>
 #include <string>
 
 #include "datasets/synthetic_data.hpp"
@@ -140,6 +141,17 @@ Context make_ctx(bool device, bool check = false) {
   return ctx;
 }
 
+// Records the host-bound copies counted so far at the start of every iteration (installed after
+// the sparsity controller, so a prune step's reads count towards its own iteration).
+class HostCopyRecorder : public TrainingHooks {
+ public:
+  explicit HostCopyRecorder(std::vector<uint64_t>* out) : out_(out) {}
+  void begin_iteration(int) override { out_->push_back(transfer_stats().to_host_count); }
+
+ private:
+  std::vector<uint64_t>* out_;
+};
+
 struct RunResult {
   std::vector<float> losses;
   uint64_t to_host_in_solve = 0;  // host copies counted during solve()
@@ -150,10 +162,11 @@ struct RunResult {
 // Trains `text` (with the sparsity controller) on the CPU or the simulated device; `resume` is a
 // snapshot to continue from.
 RunResult train(const test::TempDir& dir, const std::string& text, bool device, const std::string& prefix,
-                const std::string& resume = "", bool check = true) {
+                const std::string& resume = "", bool check = true, std::vector<uint64_t>* host_copies = nullptr) {
   LoadedConfig c = load_text(dir, text);
   Solver solver(c.solver, c.net_locations, make_ctx(device, check && device), dir.file(prefix));
   SparsityController& sparsity = install_sparsity(solver);
+  if (host_copies) solver.add_hooks(std::make_unique<HostCopyRecorder>(host_copies));
   if (!resume.empty()) solver.restore(resume);
   const uint64_t before = transfer_stats().to_host_count;
   solver.solve();
@@ -283,8 +296,22 @@ TEST_CASE("pruning masks and quantizers apply on the device as on the CPU", "[de
     check_close(solver.losses(), cpu.losses, 1e-5f);
   }
   SimulatedDevice sim;
-  RunResult dev = train(dir, text, true, "dev");
+  std::vector<uint64_t> host_copies;
+  RunResult dev = train(dir, text, true, "dev", "", true, &host_copies);
   REQUIRE(dev.codes.size() == 2);
+  // Prune and quantize steps read the weights to the host (logged); the iterations between them,
+  // masks, k-means centroids and TTQ scales included, read nothing back.
+  REQUIRE(host_copies.size() == 32);
+  CHECK(host_copies[4] > host_copies[3]);    // the first GRADUAL prune step
+  CHECK(host_copies[20] > host_copies[19]);  // clustering at the start of QUANTIZE
+  for (int i = 20; i < 31; ++i) {
+    INFO("iteration " << i);
+    CHECK(host_copies[size_t(i + 1)] == host_copies[size_t(i)]);
+  }
+  for (int i : {5, 6, 9, 10, 17, 18}) {
+    INFO("iteration " << i);
+    CHECK(host_copies[size_t(i + 1)] == host_copies[size_t(i)]);
+  }
   CHECK(!dev.codes[0].empty());
   check_same_run(dev, cpu, 1e-5f);
   // Pruned weights stayed exactly zero on the device.
