@@ -59,7 +59,24 @@ struct Options {
   bool prime_given = false;
   double temperature = 1.0;
   uint64_t seed = 0;
+  std::string device = "cpu";
 };
+
+// --device: cpu, cuda[:N], or host-device-code (a test aid: the layers' device code on the host).
+Context device_context(const std::string& device) {
+  Context ctx;
+  ctx.phase = TEST;
+  if (device == "host-device-code") {
+    ctx.device_code_on_host = true;
+    return ctx;
+  }
+  ctx.device = parse_device(device);
+  if (ctx.device.type == DeviceType::CUDA) {
+    std::string reason;
+    if (cuda_device_count(&reason) == 0) throw Error("--device " + device + ": " + reason, "use --device cpu");
+  }
+  return ctx;
+}
 
 // Fails early (before a long sensitivity run) when an output file's directory is missing.
 void check_output(const std::string& path, const char* option) {
@@ -172,8 +189,8 @@ std::string sample_text(const Options& opt) {
   Tensor* cont = cont_top.empty() ? nullptr : &net.blob(cont_top);
   const Tensor& scores = net.blob(scores_name);
   std::mt19937_64 rng(opt.seed);
-  Context ctx;
-  ctx.phase = TEST;
+  Context ctx = device_context(opt.device);
+  check_device_support(net, ctx);
   ctx.seed = opt.seed;
   std::string out;
   std::vector<double> p(static_cast<size_t>(V), 0.0);
@@ -237,7 +254,17 @@ int run(Options opt) {
   check_output(opt.svg, "--svg");
   set_num_threads(opt.threads > 0 ? opt.threads : int(std::max(1u, std::thread::hardware_concurrency())));
 
+  const Context ctx = device_context(opt.device);
   eval::Evaluator ev(opt.model, opt.data_dir);
+  ev.set_context(ctx);
+  if (ctx.runs_device_code()) {
+    // Every mode the evaluation runs in must have device code: refuse before the first batch.
+    std::vector<std::pair<std::string, LayerMode>> planned;
+    if (ev.is_compressed())
+      for (const auto& b : ev.dsgz().blobs)
+        if (b.index == 0 && b.kind != compress::BlobKind::RAW) planned.emplace_back(b.layer, LayerMode::kWeightOperator);
+    check_device_support(ev.net(), ctx, planned);
+  }
   eval::EvalResult r = ev.evaluate(opt.batches);
   if (opt.batches > r.batches)
     std::fprintf(stderr, "dsgeval: --batches %lld exceeds the test set; evaluated all %lld batches\n",
@@ -306,6 +333,8 @@ int main(int argc, char** argv) {
   app.add_option("--data", opt.data_dir, "directory holding the data files named in the model's net");
   auto* json = app.add_option("--json", opt.json, "also write the report as JSON to FILE");
   app.add_option("--threads", opt.threads, "CPU threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  app.add_option("--device", opt.device,
+                 "cpu or cuda[:N]; host-device-code (a test aid) runs the device code on the host");
   auto* batches = app.add_option("--batches", opt.batches,
                                  "evaluate only the first N test batches (default: the whole test set)")
                       ->check(CLI::PositiveNumber);

@@ -157,6 +157,8 @@ EvalResult Evaluator::run(int64_t batches) {
   for (auto* d : data_) d->seek(0);
   Context ctx;
   ctx.phase = TEST;
+  ctx.device = device_;
+  ctx.device_code_on_host = device_code_on_host_;
   double loss_sum = 0, macs_run = 0, macs_dense = 0;
   int64_t hits1 = 0, hitsk = 0;
   for (int64_t b = 0; b < r.batches; ++b) {

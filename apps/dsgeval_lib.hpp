@@ -134,6 +134,8 @@ class Evaluator {
   const compress::DsgzModel& dsgz() const { return dsgz_; }
   const ModelFile& model() const { return model_; }
   Net& net() { return *net_; }
+  // The device the evaluation runs on (ctx.device, ctx.device_code_on_host); the CPU by default.
+  void set_context(const Context& ctx) { device_ = ctx.device, device_code_on_host_ = ctx.device_code_on_host; }
 
  private:
   EvalResult run(int64_t batches);
@@ -148,6 +150,8 @@ class Evaluator {
   int axis_ = 1;
   bool has_ignore_ = false;
   int ignore_label_ = 0;
+  Device device_;
+  bool device_code_on_host_ = false;
 };
 
 // Prunes a layer's weight blobs (Layer::weight_blobs()) in place by magnitude: Element zeroes the

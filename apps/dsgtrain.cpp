@@ -1,6 +1,10 @@
 // dsgtrain: trains a net from a solver prototxt.
-//   dsgtrain CONFIG [--epochs E | --iterations N] [--threads T] [--device cpu|cuda] [--seed S]
-//            [--data DIR] [--output DIR] [--resume FILE]
+//   dsgtrain CONFIG [--epochs E | --iterations N] [--threads T] [--device cpu|cuda[:N]] [--seed S]
+//            [--data DIR] [--output DIR] [--resume FILE] [--check-transfers] [--profile]
+// --device host-device-code (a test aid) runs the layers' device code on the host
+// (Context::device_code_on_host), so a whole run exercises the device path on a CPU machine.
+// --check-transfers makes every layer's forward / backward and the solver update throw if they
+// copy anything between host and device (runtime/context.hpp).
 // Logs in Caffe's line format on stderr; a progress line on a terminal; OUTPUT/metrics.jsonl with
 // one JSON object per test evaluation. Exit status 0 on success, 1 on any error (one line), 2 on
 // bad command-line usage.
@@ -41,6 +45,7 @@ struct Options {
   bool seed_given = false;
   std::string data_dir, output_dir, resume;
   bool profile = false;
+  bool check_transfers = false;
 };
 
 std::string json_number(double v) {
@@ -92,7 +97,13 @@ int run(const Options& opt) {
   resolve_data_sources(*solver_param.mutable_net_param(), config.config_dir, opt.data_dir);
 
   Context ctx;
-  ctx.device = parse_device(opt.device);
+  if (opt.device == "host-device-code") {
+    ctx.device = Device::cpu();
+    ctx.device_code_on_host = true;
+  } else {
+    ctx.device = parse_device(opt.device);
+  }
+  ctx.check_transfers = opt.check_transfers;
   if (ctx.device.type == DeviceType::CUDA) {
     std::string reason;
     if (cuda_device_count(&reason) == 0) throw Error("--device " + opt.device + ": " + reason, "use --device cpu");
@@ -113,15 +124,12 @@ int run(const Options& opt) {
   std::string prefix = solver_param.has_snapshot_prefix() ? solver_param.snapshot_prefix() : stem;
   if (!fs::path(prefix).is_absolute()) prefix = (output / fs::path(prefix).filename()).string();
 
-  log_info(strfmt("dsgtrain: config %s, device %s, %d thread(s), %s, seed %llu (pass --seed %llu to reproduce)",
-                  opt.config.c_str(), ctx.device.name().c_str(), threads, apps::blas_kernel_note().c_str(), static_cast<unsigned long long>(seed),
+  log_info(strfmt("dsgtrain: config %s, device %s%s%s, %d thread(s), %s, seed %llu (pass --seed %llu to reproduce)",
+                  opt.config.c_str(), ctx.device.name().c_str(),
+                  ctx.device_code_on_host ? " (device code on the host)" : "",
+                  ctx.check_transfers ? ", transfer check on" : "", threads, apps::blas_kernel_note().c_str(), static_cast<unsigned long long>(seed),
                   static_cast<unsigned long long>(seed)));
   Solver solver(solver_param, config.net_locations, ctx, prefix);
-  for (auto& layer : solver.train_net().layers())
-    if (!layer->supports(ctx.device.type))
-      throw Error("layer '" + layer->name() + "' (" + layer->type() + ") has no " + ctx.device.name() +
-                      " implementation",
-                  "run with --device cpu");
 
   if (opt.epochs > 0 || opt.iterations > 0) {
     int64_t max_iter = opt.iterations;
@@ -132,7 +140,14 @@ int run(const Options& opt) {
     }
     solver.set_max_iter(int(max_iter));
   }
-  install_sparsity(solver);  // the sparsity controller joins the loop as training hooks
+  SparsityController& sparsity = install_sparsity(solver);  // the sparsity controller joins the loop as training hooks
+  // Every layer must have an implementation for every mode it runs in on this device, including the
+  // structured modes the sparsity schedule switches on later: refuse before training starts.
+  // (On the CPU, the layers' own checks at their first pass decide, as before.)
+  if (ctx.runs_device_code()) {
+    check_device_support(solver.train_net(), ctx, sparsity.planned_modes(solver.train_net()));
+    if (solver.test_net()) check_device_support(*solver.test_net(), ctx, sparsity.planned_modes(*solver.test_net()));
+  }
   if (!opt.resume.empty()) solver.restore(opt.resume);
   log_info(strfmt("Training for %d iterations (%.3g epochs of %lld samples); snapshots: %s_iter_N.dsgmodel",
                   solver.param().max_iter(),
@@ -191,7 +206,10 @@ int main(int argc, char** argv) {
   auto* iterations = app.add_option("--iterations", opt.iterations, "train for N iterations (overrides max_iter)");
   epochs->excludes(iterations);
   app.add_option("--threads", opt.threads, "CPU threads (default: all cores)");
-  app.add_option("--device", opt.device, "cpu or cuda[:N]");
+  app.add_option("--device", opt.device,
+                 "cpu or cuda[:N]; host-device-code (a test aid) runs the device code on the host");
+  app.add_flag("--check-transfers", opt.check_transfers,
+               "debug: fail naming the layer whose forward / backward (or the update) copies between host and device");
   app.add_option("--seed", opt.seed, "random seed (overrides random_seed)");
   app.add_option("--data", opt.data_dir, "directory holding the data files named in the config");
   app.add_option("--output", opt.output_dir, "directory for snapshots and metrics.jsonl (default out/<config>)");

@@ -19,6 +19,12 @@ struct Context {
   // orchestration and index arithmetic against the CPU path on every machine; a layer without
   // device code for a mode refuses, as it would on a GPU.
   bool device_code_on_host = false;
+  // Debug: the Net checks the transfer counters (runtime/storage.hpp) around every layer's forward
+  // and backward and throws dsg::Error naming the first layer during whose pass something was
+  // copied between host and device (single values read back by reductions, scalar_reads, are
+  // allowed: the displayed loss). Data layers, which load the batch, are exempt. dsgtrain
+  // --check-transfers; the Solver also checks the update step.
+  bool check_transfers = false;
 
   // Whether layers run their device code (a CUDA device, or device_code_on_host).
   bool runs_device_code() const { return device.type == DeviceType::CUDA || device_code_on_host; }

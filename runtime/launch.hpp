@@ -49,10 +49,13 @@ void launch_cuda(int, int64_t, const Body&) {
 }
 #endif
 
+// Whether a simulated CUDA device is on (tests; runtime/ops.hpp): its bodies run on the host.
+bool device_simulated();
+
 // body(i) for i in [0, n) on `device`.
 template <class Body>
 void launch(const Device& device, int64_t n, const Body& body, int64_t grain = kParallelGrain) {
-  if (device.type == DeviceType::CPU) launch_host(n, body, grain);
+  if (device.type == DeviceType::CPU || device_simulated()) launch_host(n, body, grain);
   else launch_cuda(device.index, n, body);
 }
 

@@ -53,7 +53,7 @@ std::vector<LayerMode> Layer::modes_in_use() const {
 
 // Runs before every forward and backward, so it does not allocate.
 void Layer::check_device(const Context& ctx) const {
-  if (ctx.device.type == DeviceType::CUDA && !cuda_built())
+  if (ctx.device.type == DeviceType::CUDA && !cuda_built() && !device_simulated())
     throw Error(where() + "was asked to run on " + ctx.device.name() + ", but this build has no CUDA backend",
                 "configure on a machine with the CUDA toolkit (nvcc), or use device cpu");
   const DeviceType kind = ctx.runs_device_code() ? DeviceType::CUDA : DeviceType::CPU;

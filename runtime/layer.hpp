@@ -195,6 +195,13 @@ class Layer {
   // layer does not select its outputs per pass. When double_mask_output() is true the Net applies
   // the same mask again after the BatchNorm (and Scale) that follows (DSG's double-mask selection).
   virtual const std::vector<uint8_t>* dynamic_output_mask() const { return nullptr; }
+  // The same mask in `device`'s memory (what the Net's double mask reads on that device), nullptr
+  // when the layer keeps it on the host only. The default serves the host copy to the CPU; a layer
+  // whose device code selects on the device overrides it.
+  virtual const uint8_t* dynamic_output_mask_on(const Device& device) const {
+    const std::vector<uint8_t>* mask = dynamic_output_mask();
+    return mask && device.type == DeviceType::CPU ? mask->data() : nullptr;
+  }
   virtual bool double_mask_output() const { return false; }
 
   // Structurally sparse backward (structured_backward_param; the LSTM): switched per iteration by

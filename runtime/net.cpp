@@ -139,18 +139,54 @@ void Net::find_double_masks() {
 }
 
 void Net::apply_output_mask(size_t layer, bool diff, const Context& ctx) {
-  const std::vector<uint8_t>* mask = layers_[size_t(masked_by_[layer])]->dynamic_output_mask();
+  const Layer& source = *layers_[size_t(masked_by_[layer])];
+  const std::vector<uint8_t>* mask = source.dynamic_output_mask();
   if (!mask) return;
   Tensor& t = *graph_.tops[layer][0];
   if (int64_t(mask->size()) != t.count())
-    throw Error("layer '" + layers_[layer]->name() + "': the DSG mask of '" + layers_[size_t(masked_by_[layer])]->name() +
-                "' has " + std::to_string(mask->size()) + " entries, the top has " + std::to_string(t.count()));
-  // The mask is host memory: DSG selection runs on the CPU only (its layers support no other device).
-  if (ctx.device.type != DeviceType::CPU)
-    throw Error("layer '" + layers_[layer]->name() + "': the DSG double mask runs on the CPU only, not on " +
-                ctx.device.name());
-  cpu_ops().apply_mask(t.count(), mask->data(), diff ? t.mutable_diff() : t.mutable_data());
+    throw Error("layer '" + layers_[layer]->name() + "': the DSG mask of '" + source.name() + "' has " +
+                std::to_string(mask->size()) + " entries, the top has " + std::to_string(t.count()));
+  // The mask in the memory of the device the net runs on (never copied here: a mask kept on the
+  // host cannot be applied to device tensors without a transfer per pass).
+  const uint8_t* on_device = source.dynamic_output_mask_on(ctx.device);
+  if (!on_device)
+    throw Error("layer '" + layers_[layer]->name() + "': the DSG double mask of '" + source.name() +
+                "' is not available on " + ctx.device.name() + " (that layer keeps its mask on the host)");
+  ops_for(ctx.device).apply_mask(t.count(), on_device, diff ? t.mutable_diff(ctx.device) : t.mutable_data(ctx.device));
 }
+
+namespace {
+
+// --check-transfers (Context::check_transfers): the transfer counters around one layer's pass.
+class TransferWatch {
+ public:
+  TransferWatch(const Context& ctx, const Layer& layer)
+      : on_(ctx.check_transfers && !layer.is_data_layer()) {
+    if (on_) before_ = transfer_stats();
+  }
+  // Throws when anything but single values was copied since construction.
+  void check(const Layer& layer, const char* pass) const {
+    if (!on_) return;
+    const TransferStats now = transfer_stats();
+    const uint64_t to_device = now.to_device_count - before_.to_device_count;
+    const uint64_t to_host = now.to_host_count - before_.to_host_count;
+    if (to_device == 0 && to_host == 0) return;
+    throw Error(strfmt("transfer check: layer '%s' (%s) %s copied between host and device: %llu to the device "
+                       "(%llu bytes), %llu to the host (%llu bytes)",
+                       layer.name().c_str(), layer.type(), pass, static_cast<unsigned long long>(to_device),
+                       static_cast<unsigned long long>(now.to_device_bytes - before_.to_device_bytes),
+                       static_cast<unsigned long long>(to_host),
+                       static_cast<unsigned long long>(now.to_host_bytes - before_.to_host_bytes)),
+                "device code must use Tensor::data(ctx.device) / mutable_data(ctx.device) and keep its state "
+                "on the device (runtime/device_array.hpp), never the host accessors");
+  }
+
+ private:
+  bool on_;
+  TransferStats before_;
+};
+
+}  // namespace
 
 void Net::build(const NetParameter& full, std::mt19937_64& rng, const std::vector<std::string>& locations) {
   NetState state = full.state();
@@ -280,8 +316,10 @@ float Net::forward(const Context& ctx) {
   float loss = 0;
   for (size_t i = 0; i < layers_.size(); ++i) {
     const auto begin = profiling_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
+    const TransferWatch watch(ctx, *layers_[i]);
     loss += layers_[i]->forward(graph_.bottoms[i], graph_.tops[i], ctx);
     if (masked_by_[i] >= 0) apply_output_mask(i, false, ctx);
+    watch.check(*layers_[i], "forward");
     if (profiling_) {
       times_[i].forward_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
       ++times_[i].forwards;
@@ -304,8 +342,10 @@ void Net::backward(const Context& ctx) {
     }
     if (!layer_needs_backward_[i]) continue;
     const auto begin = profiling_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
+    const TransferWatch watch(ctx, layer);
     if (masked_by_[i] >= 0) apply_output_mask(i, true, ctx);
     layer.backward(graph_.tops[i], propagate_down_[i], graph_.bottoms[i], ctx);
+    watch.check(layer, "backward");
     if (profiling_) {
       times_[i].backward_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
       ++times_[i].backwards;
@@ -316,6 +356,12 @@ void Net::backward(const Context& ctx) {
 float* Net::arena_diff(const Device& device) {
   if (!arena_diff_) return nullptr;
   return device.type == DeviceType::CPU ? arena_diff_->mutable_host() : arena_diff_->mutable_device(device.index);
+}
+
+void Net::to_device(const Device& device) {
+  if (device.type == DeviceType::CPU || !arena_data_) return;
+  arena_data_->device(device.index);
+  arena_diff_->device(device.index);
 }
 
 void Net::zero_param_diffs(const Device& device) {
@@ -380,6 +426,25 @@ void Net::params_from_proto(const ModelFile& model) {
         throw Error("layer '" + layer->name() + "' parameter " + std::to_string(i) + ": " + e.what());
       }
     }
+  }
+}
+
+void check_device_support(const Net& net, const Context& ctx,
+                          const std::vector<std::pair<std::string, LayerMode>>& planned) {
+  const DeviceType kind = ctx.runs_device_code() ? DeviceType::CUDA : DeviceType::CPU;
+  const std::string device =
+      ctx.device_code_on_host ? std::string("cuda (device code on the host)") : ctx.device.name();
+  for (const auto& layer : net.layers()) {
+    std::vector<LayerMode> modes = layer->modes_in_use();
+    for (const auto& p : planned)
+      if (p.first == layer->name()) modes.push_back(p.second);
+    for (LayerMode mode : modes)
+      if (!layer->supports(kind, mode))
+        throw Error("layer '" + layer->name() + "' (" + layer->type() + ") of the " +
+                        (net.phase() == TRAIN ? "TRAIN" : "TEST") + " net has no " +
+                        (mode == LayerMode::kDense ? std::string("") : std::string(layer_mode_name(mode)) + " ") +
+                        "implementation for device " + device,
+                    "run with --device cpu");
   }
 }
 

@@ -40,6 +40,9 @@ class Net {
     return loss;
   }
 
+  // Brings the parameter arena (values and diffs) to `device` now: one counted copy each when the
+  // host wrote last (after setup or loading weights), nothing otherwise.
+  void to_device(const Device& device);
   // Zeroes every parameter diff (one fill over the arena, on `device`).
   void zero_param_diffs(const Device& device = Device::cpu());
   // Makes this net's parameters views of `other`'s (matched by layer name; shapes must agree).
@@ -122,6 +125,13 @@ class Net {
   std::shared_ptr<Storage> arena_data_, arena_diff_;
   size_t arena_size_ = 0;
 };
+
+// Throws dsg::Error naming the first layer of `net`, and the mode, that has no implementation for
+// the device `ctx` runs on (its device code when ctx.runs_device_code()): every mode in use now
+// (Layer::modes_in_use) and the `planned` ones (layer name, mode) that training switches on later
+// (structured sparsity at prune steps). Apps call it before training or evaluation starts.
+void check_device_support(const Net& net, const Context& ctx,
+                          const std::vector<std::pair<std::string, LayerMode>>& planned = {});
 
 // Caffe's NetState filtering: whether a layer with these rules is part of a net in `state`.
 bool layer_included(const LayerParameter& layer, const NetState& state);

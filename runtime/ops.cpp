@@ -1,5 +1,7 @@
 #include "runtime/ops.hpp"
 
+#include <atomic>
+
 #include "runtime/error.hpp"
 #include "runtime/launch.hpp"
 
@@ -15,8 +17,15 @@ void throw_no_cuda_backend(const char* what) {
               "configure on a machine with the CUDA toolkit (nvcc) and DSG_ENABLE_CUDA=ON, or use device cpu");
 }
 
+namespace {
+std::atomic<bool> simulated{false};
+}  // namespace
+
+bool device_simulated() { return simulated.load(std::memory_order_relaxed); }
+void set_device_simulated(bool on) { simulated.store(on); }
+
 const DeviceOps& ops_for(const Device& device) {
-  if (device.type == DeviceType::CPU) return cpu_ops();
+  if (device.type == DeviceType::CPU || device_simulated()) return cpu_ops();
 #ifdef DSG_WITH_CUDA
   return cuda_ops(device.index);
 #else

@@ -113,4 +113,11 @@ const DeviceOps& cpu_ops();
 // build has no CUDA backend or the device cannot be used.
 const DeviceOps& ops_for(const Device& device);
 
+// Tests: a simulated CUDA device (runtime/simulated_device.hpp). While it is on, ops_for(cuda:N)
+// returns the CPU ops and launch() runs bodies on the host, over "device" memory that a fake
+// DeviceBackend allocates on the host: device code runs with real Storage heads and counted
+// transfers on a machine without a GPU.
+bool device_simulated();
+void set_device_simulated(bool on);
+
 }  // namespace dsg

@@ -40,7 +40,10 @@ void Solver::set_max_iter(int max_iter) {
   param_.set_max_iter(max_iter);
 }
 
-void Solver::add_hooks(std::unique_ptr<TrainingHooks> hooks) { hooks_.push_back(std::move(hooks)); }
+void Solver::add_hooks(std::unique_ptr<TrainingHooks> hooks) {
+  hooks->set_device(ctx_.device);
+  hooks_.push_back(std::move(hooks));
+}
 
 int64_t Solver::train_set_size() const { return train_data_.empty() ? 0 : train_data_.front()->dataset_size(); }
 
@@ -71,7 +74,22 @@ void Solver::apply_update(float rate) {
   // Clip by the global L2 norm.
   if (param_.clip_gradients() > 0) {
     double sumsq = 0;
-    for (const auto& p : params) sumsq += ops.sumsq(p.tensor->count(), p.tensor->diff(dev));
+    if (dev.type == DeviceType::CPU) {
+      for (const auto& p : params) sumsq += ops.sumsq(p.tensor->count(), p.tensor->diff(dev));
+    } else {
+      // On a device every reduction is a read back to the host: pack the gradients into one
+      // device buffer so that clipping costs one scalar read per iteration.
+      int64_t total = 0;
+      for (const auto& p : params) total += p.tensor->count();
+      clip_scratch_.resize(size_t(total));
+      float* packed = clip_scratch_.mutable_on(dev);
+      int64_t offset = 0;
+      for (const auto& p : params) {
+        ops.copy(p.tensor->count(), p.tensor->diff(dev), packed + offset);
+        offset += p.tensor->count();
+      }
+      sumsq = ops.sumsq(total, packed);
+    }
     double norm = std::sqrt(sumsq);
     if (norm > param_.clip_gradients()) {
       float s = float(param_.clip_gradients() / norm);
@@ -103,17 +121,19 @@ TestReport Solver::test() {
   Context ctx = ctx_;
   ctx.phase = TEST;
   ctx.iteration = iter_;
+  ctx.check_transfers = false;  // the check watches training passes
   const auto& names = test_net_->output_names();
   std::vector<double> sums(names.size(), 0.0);
   std::vector<int64_t> counts(names.size(), 0);
   double loss = 0;
   const int n = param_.test_iter(0);
+  const DeviceOps& ops = ops_for(ctx.device);
   for (int i = 0; i < n; ++i) {
     loss += test_net_->forward(ctx);
     for (size_t k = 0; k < names.size(); ++k) {
       const Tensor& t = test_net_->blob(names[k]);
       if (t.count() != 1) continue;
-      sums[k] += t.data()[0];
+      sums[k] += ops.sum(1, t.data(ctx.device));  // a scalar read, not a copy of the buffer
       counts[k]++;
     }
   }
@@ -153,8 +173,18 @@ void Solver::solve() {
     test_start = Clock::now();
     test_iter_start = iter_;
   };
+  // The parameters move to the device once, here, not inside the first pass.
+  if (ctx_.device.type != DeviceType::CPU) train_net_->to_device(ctx_.device);
+  const int first_iter = iter_;
   while (iter_ < max_iter) {
-    for (auto& h : hooks_) h->begin_iteration(iter_);
+    bool changed = false;
+    for (auto& h : hooks_) {
+      h->begin_iteration(iter_);
+      changed = h->changed_structure() || changed;
+    }
+    // The transfer check watches the steady state: not the first iteration of a run (first uses
+    // of layer state) nor one after a hook changed things on the host (a prune step).
+    const bool check_transfers = ctx_.check_transfers && iter_ > first_iter && !changed;
     if (test_net_ && param_.test_interval() > 0 && iter_ % param_.test_interval() == 0 &&
         (iter_ > 0 || param_.test_initialization()))
       run_test();
@@ -165,6 +195,7 @@ void Solver::solve() {
       Context ctx = ctx_;
       ctx.phase = TRAIN;
       ctx.iteration = int64_t(iter_) * param_.iter_size() + k;
+      ctx.check_transfers = check_transfers;
       loss += train_net_->forward_backward(ctx);
     }
     loss /= param_.iter_size();
@@ -190,7 +221,9 @@ void Solver::solve() {
       int k = 0;
       for (const auto& name : train_net_->output_names()) {
         const Tensor& t = train_net_->blob(name);
-        if (t.count() == 1) log_info(strfmt("    Train net output #%d: %s = %g", k++, name.c_str(), t.data()[0]));
+        if (t.count() == 1)
+          log_info(strfmt("    Train net output #%d: %s = %g", k++, name.c_str(),
+                          float(ops_for(ctx_.device).sum(1, t.data(ctx_.device)))));
       }
       log_info(strfmt("Iteration %d, lr = %g", iter_, rate));
       for (const auto& h : hooks_)
@@ -199,7 +232,19 @@ void Solver::solve() {
       window_iter = iter_;
     }
     for (auto& h : hooks_) h->before_update(rate);
-    apply_update(rate);
+    if (check_transfers) {
+      const TransferStats before = transfer_stats();
+      apply_update(rate);
+      const TransferStats now = transfer_stats();
+      if (now.to_device_count != before.to_device_count || now.to_host_count != before.to_host_count)
+        throw Error(strfmt("transfer check: the %s update of iteration %d copied between host and device: %llu to "
+                           "the device, %llu to the host",
+                           param_.type().c_str(), iter_,
+                           static_cast<unsigned long long>(now.to_device_count - before.to_device_count),
+                           static_cast<unsigned long long>(now.to_host_count - before.to_host_count)));
+    } else {
+      apply_update(rate);
+    }
     for (auto& h : hooks_) h->after_update();
     ++iter_;
     if (on_iteration) {

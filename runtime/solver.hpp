@@ -12,6 +12,7 @@
 
 #include "dsg.pb.h"
 #include "runtime/config.hpp"
+#include "runtime/device_array.hpp"
 #include "runtime/net.hpp"
 #include "runtime/net_cost.hpp"
 #include "runtime/training_hooks.hpp"
@@ -94,7 +95,8 @@ class Solver {
   std::vector<float> losses_;
   std::string last_snapshot_;
   double overhead_seconds_ = 0;
-  bool diffs_clean_ = false;  // all parameter diffs are zero (the update leaves them so)
+  bool diffs_clean_ = false;
+  DeviceArray<float> clip_scratch_;  // the packed gradients for clipping on a device  // all parameter diffs are zero (the update leaves them so)
 };
 
 }  // namespace dsg

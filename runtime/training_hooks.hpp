@@ -8,6 +8,8 @@
 //   before_update(rate)          after backward (diffs hold the gradient), before the update rule
 //   after_update()               after the weights changed
 //   save(model) / load(model,it) plug-in state inside snapshots, so a resumed run continues exactly
+//   set_device(device)           once, when installed: the device the solver trains on (where the
+//                                parameters live); hooks apply their per-iteration work there
 //
 // dsgtrain installs them (sparsity/controller.hpp: install_sparsity); a Solver without hooks trains
 // the dense net.
@@ -16,13 +18,19 @@
 #include <vector>
 
 #include "dsg.pb.h"
+#include "runtime/device.hpp"
 
 namespace dsg {
 
 class TrainingHooks {
  public:
   virtual ~TrainingHooks() = default;
+  virtual void set_device(const Device& device) { (void)device; }
   virtual void begin_iteration(int iter) { (void)iter; }
+  // Whether the last begin_iteration changed weights, masks or structure on the host (a prune
+  // step): the passes that follow may move them to the device once, so the transfer check
+  // (Context::check_transfers) skips that iteration.
+  virtual bool changed_structure() const { return false; }
   virtual float lr_mult(int iter) const { (void)iter; return 1.0f; }
   virtual std::vector<std::string> report() const { return {}; }
   virtual void before_update(float rate) { (void)rate; }

@@ -259,6 +259,7 @@ std::vector<float> SparsityController::gradual_targets(const Phase& phase, int i
 }
 
 void SparsityController::begin_iteration(int iter) {
+  changed_ = false;
   int p = phase_at(iter);
   if (!phases_.empty())
     for (Layer* layer : sparse_backward_)
@@ -270,6 +271,7 @@ void SparsityController::begin_iteration(int iter) {
     std::string name = phase.spec.has_name() ? phase.spec.name() : "#" + std::to_string(p);
     log_info(strfmt("Sparsity schedule: entering phase %s (%s) at iteration %d", name.c_str(),
                     SchedulePhase::Mode_Name(mode).c_str(), iter));
+    changed_ = mode != SchedulePhase::HOLD;
     if (mode == SchedulePhase::DENSE) {
       for (auto& pol : policies_)
         if (drives(phase, *pol)) pol->release();
@@ -290,8 +292,44 @@ void SparsityController::begin_iteration(int iter) {
     }
   }
   if (mode == SchedulePhase::GRADUAL && (iter - phase.start) % phase.spec.prune_interval() == 0 &&
-      iter - phase.start <= std::max(phase.spec.prune_interval(), phase.end - phase.start - phase.spec.prune_interval()))
+      iter - phase.start <= std::max(phase.spec.prune_interval(), phase.end - phase.start - phase.spec.prune_interval())) {
     prune_driven(phase, gradual_targets(phase, iter));
+    changed_ = true;
+  }
+}
+
+std::vector<std::pair<std::string, LayerMode>> SparsityController::planned_modes(const Net& net) const {
+  std::vector<std::pair<std::string, LayerMode>> out;
+  const LayerGraph& graph = net.graph();
+  std::vector<std::vector<int>> kept(graph.layers.size());
+  std::vector<int> masked_by(graph.layers.size(), -1);
+  bool any = false;
+  for (size_t i = 0; i < graph.layers.size(); ++i) {
+    masked_by[i] = net.double_mask_source(i);
+    kept[i] = graph.layers[i]->active_outputs();
+    for (const auto& p : policies_) {
+      if (p->layer_name() != graph.layers[i]->name()) continue;
+      if (p->prunes_outputs()) {
+        out.emplace_back(p->layer_name(), LayerMode::kActiveOutputs);
+        kept[i] = {0};  // any strict subset: which units survive does not change who can skip them
+        any = true;
+      } else if (p->param().granularity() == SparsityParameter::CHANNEL) {
+        out.emplace_back(p->layer_name(), LayerMode::kActiveInputs);
+      }
+    }
+  }
+  if (any) {
+    const UnitPassResult r = propagate_units(graph, kept, UnitPassMode::kKnownZero, masked_by);
+    for (size_t i = 0; i < graph.layers.size() && i < r.inputs.size(); ++i)
+      if (!r.inputs[i].empty() && graph.layers[i]->channel_flow().kind == ChannelFlow::kProducer)
+        out.emplace_back(graph.layers[i]->name(), LayerMode::kActiveInputs);
+  }
+  return out;
+}
+
+void SparsityController::set_device(const Device& device) {
+  for (auto& pol : policies_) pol->set_device(device);
+  for (auto& q : quantizers_) q->set_device(device);
 }
 
 void SparsityController::before_update(float rate) {

@@ -32,7 +32,10 @@ class SparsityController : public TrainingHooks {
   bool empty() const { return policies_.empty() && quantizers_.empty() && sparse_backward_.empty(); }
   // Another net sharing the weights (the TEST net) whose layers also get the structured sparsity.
   void add_mirror(Net& net) { mirrors_.push_back(&net); }
+  // The solver's device: masks and quantizers apply there (Solver::add_hooks calls it).
+  void set_device(const Device& device) override;
   void begin_iteration(int iter) override;
+  bool changed_structure() const override { return changed_; }
   float lr_mult(int iter) const override;
   void before_update(float rate) override;
   void after_update() override;
@@ -45,6 +48,10 @@ class SparsityController : public TrainingHooks {
 
   const std::vector<std::unique_ptr<SparsityPolicy>>& policies() const { return policies_; }
   const std::vector<std::unique_ptr<Quantizer>>& quantizers() const { return quantizers_; }
+  // The layer modes the policies will switch on in `net` at prune steps (layer name, mode):
+  // active outputs of FILTER-pruned layers, active inputs of the layers that consume them (the
+  // channel pass) and of CHANNEL-pruned layers. For checking device support before training.
+  std::vector<std::pair<std::string, LayerMode>> planned_modes(const Net& net) const;
   // Index of the phase active at `iter`, -1 before the first phase.
   int phase_at(int iter) const;
 
@@ -73,7 +80,8 @@ class SparsityController : public TrainingHooks {
   std::vector<std::unique_ptr<Quantizer>> quantizers_;
   std::vector<Layer*> sparse_backward_;  // layers with structured_backward_param (the mixed schedule)
   std::vector<Phase> phases_;
-  std::vector<float> gradual_start_;  // per policy: sparsity when the current GRADUAL phase began
+  std::vector<float> gradual_start_;
+  bool changed_ = false;  // the last begin_iteration pruned, released or quantized  // per policy: sparsity when the current GRADUAL phase began
 };
 
 // Creates the controller for `solver` (its TRAIN net, schedule and epoch size), lets it drive the

@@ -7,6 +7,7 @@
 #include "runtime/config.hpp"
 #include "runtime/error.hpp"
 #include "runtime/layer.hpp"
+#include "runtime/log.hpp"
 #include "runtime/ops.hpp"
 
 namespace dsg {
@@ -80,14 +81,52 @@ float SparsityPolicy::resolve_target(float scale) const {
   return float(double(below) / n);
 }
 
+void SparsityPolicy::set_device(const Device& device) {
+  device_ = device;
+  masks_changed();
+}
+
+void SparsityPolicy::masks_changed() {
+  if (device_.type == DeviceType::CPU) return;
+  const TransferStats before = transfer_stats();
+  if (!mask_.empty()) {
+    device_mask_.resize(mask_.size());
+    std::copy(mask_.begin(), mask_.end(), device_mask_.mutable_host());
+    device_mask_.on(device_);
+  }
+  if (!bias_mask_.empty()) {
+    device_bias_mask_.resize(bias_mask_.size());
+    std::copy(bias_mask_.begin(), bias_mask_.end(), device_bias_mask_.mutable_host());
+    device_bias_mask_.on(device_);
+  }
+  const TransferStats after = transfer_stats();
+  if (after.to_device_bytes != before.to_device_bytes)
+    log_info(strfmt("    Sparsity %s: masks to %s (%llu bytes)", layer_.name().c_str(), device_.name().c_str(),
+                    static_cast<unsigned long long>(after.to_device_bytes - before.to_device_bytes)));
+}
+
+const uint8_t* SparsityPolicy::mask_on_device() const {
+  return device_.type == DeviceType::CPU ? mask_.data() : device_mask_.on(device_);
+}
+
+const uint8_t* SparsityPolicy::bias_mask_on_device() const {
+  return device_.type == DeviceType::CPU ? bias_mask_.data() : device_bias_mask_.on(device_);
+}
+
 void SparsityPolicy::prune_to(float sparsity) {
   std::vector<uint8_t> mask;
+  const TransferStats before = transfer_stats();
   compute_mask(sparsity, mask);
+  const TransferStats after = transfer_stats();
+  if (after.to_host_bytes != before.to_host_bytes)
+    log_info(strfmt("    Sparsity %s: weights read to the host for the prune decision (%llu bytes)",
+                    layer_.name().c_str(), static_cast<unsigned long long>(after.to_host_bytes - before.to_host_bytes)));
   if (mask.size() != size_t(weight_count()))
     throw Error("sparsity policy " + std::string(type()) + " produced a mask of the wrong size for layer '" +
                 layer_.name() + "'");
   mask_ = std::move(mask);
   derive_kept_outputs();
+  masks_changed();
   active_ = true;
   ++fired_;
   current_target_ = sparsity;
@@ -128,27 +167,30 @@ std::vector<float> SparsityPolicy::weight_values() const {
   return out;
 }
 
-// The masks are host memory, so the policies mask through the CPU ops.
 void SparsityPolicy::mask_gradients() {
   if (!active_) return;
-  const DeviceOps& ops = cpu_ops();
+  const DeviceOps& ops = ops_for(device_);
+  const uint8_t* mask = mask_on_device();
   size_t off = 0;
   for (Tensor* w : weight_tensors()) {
-    ops.apply_mask(w->count(), mask_.data() + off, w->mutable_diff());
+    ops.apply_mask(w->count(), mask + off, w->mutable_diff(device_));
     off += size_t(w->count());
   }
-  if (!bias_mask_.empty()) ops.apply_mask(int64_t(bias_mask_.size()), bias_mask_.data(), layer_.blobs()[1]->mutable_diff());
+  if (!bias_mask_.empty())
+    ops.apply_mask(int64_t(bias_mask_.size()), bias_mask_on_device(), layer_.blobs()[1]->mutable_diff(device_));
 }
 
 void SparsityPolicy::mask_weights() {
   if (!active_) return;
-  const DeviceOps& ops = cpu_ops();
+  const DeviceOps& ops = ops_for(device_);
+  const uint8_t* mask = mask_on_device();
   size_t off = 0;
   for (Tensor* w : weight_tensors()) {
-    ops.apply_mask(w->count(), mask_.data() + off, w->mutable_data());
+    ops.apply_mask(w->count(), mask + off, w->mutable_data(device_));
     off += size_t(w->count());
   }
-  if (!bias_mask_.empty()) ops.apply_mask(int64_t(bias_mask_.size()), bias_mask_.data(), layer_.blobs()[1]->mutable_data());
+  if (!bias_mask_.empty())
+    ops.apply_mask(int64_t(bias_mask_.size()), bias_mask_on_device(), layer_.blobs()[1]->mutable_data(device_));
 }
 
 void SparsityPolicy::release() {
@@ -215,6 +257,7 @@ void SparsityPolicy::load(const PolicyState& state) {
     kept_outputs_.clear();
     bias_mask_.clear();
   }
+  masks_changed();
 }
 
 std::vector<uint8_t> keep_top(const std::vector<float>& scores, size_t keep) {

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "dsg.pb.h"
+#include "runtime/device_array.hpp"
 #include "runtime/tensor.hpp"
 #include "runtime/registry.hpp"
 
@@ -42,7 +43,14 @@ class SparsityPolicy {
   // Recomputes the masks so that a fraction `sparsity` of the weights is zero, zeroes the pruned
   // weights (and biases of pruned filters) and activates the masks.
   void prune_to(float sparsity);
-  // Zeroes gradients (before the update) / values (after it) of pruned entries. No-ops when inactive.
+  // The device the masks apply on (the solver's, where the weights live; the CPU by default). The
+  // masks are decided on the host at prune steps (an explicit, logged read of the weights) and
+  // kept on that device (one logged upload per change), so mask_gradients / mask_weights move
+  // nothing across.
+  void set_device(const Device& device);
+  const Device& device() const { return device_; }
+  // Zeroes gradients (before the update) / values (after it) of pruned entries on device(), through
+  // ops_for(device()). No-ops when inactive.
   void mask_gradients();
   void mask_weights();
   // Drops the masks (a re-dense phase). Pruned weights are zero at this point and restart there.
@@ -84,6 +92,11 @@ class SparsityPolicy {
 
  private:
   void derive_kept_outputs();
+  // After the host masks changed: refreshes their copies on device() (nothing on the CPU).
+  void masks_changed();
+  // The weight mask and bias mask in device()'s memory.
+  const uint8_t* mask_on_device() const;
+  const uint8_t* bias_mask_on_device() const;
 
   std::vector<uint8_t> mask_;
   std::vector<int> kept_outputs_;
@@ -91,6 +104,8 @@ class SparsityPolicy {
   bool active_ = false;
   int64_t fired_ = 0;
   float current_target_ = 0;
+  Device device_;
+  DeviceArray<uint8_t> device_mask_, device_bias_mask_;  // device copies (not used on the CPU)
 };
 
 using PolicyRegistry = Registry<SparsityPolicy, const SparsityParameter&, Layer&>;

@@ -1,8 +1,12 @@
 #include "sparsity/quantizer.hpp"
 
+#include <algorithm>
+
 #include "runtime/error.hpp"
 #include "runtime/layer.hpp"
+#include "runtime/log.hpp"
 #include "runtime/ops.hpp"
+#include "sparsity/code_kernels.hpp"
 
 namespace dsg {
 
@@ -22,9 +26,61 @@ void Quantizer::validate() const {
                                                    param_.index_bits()));
 }
 
+void Quantizer::set_device(const Device& device) {
+  device_ = device;
+  codes_changed();
+  device_changed();
+}
+
+void Quantizer::codes_changed() {
+  if (on_cpu() || codes_.empty()) return;
+  device_codes_.resize(codes_.size());
+  std::copy(codes_.begin(), codes_.end(), device_codes_.mutable_host());
+  const TransferStats before = transfer_stats();
+  device_codes_.on(device_);
+  log_info(strfmt("    Quantization %s: codes to %s (%llu bytes)", layer_.name().c_str(), device_.name().c_str(),
+                  static_cast<unsigned long long>(transfer_stats().to_device_bytes - before.to_device_bytes)));
+}
+
+const uint8_t* Quantizer::codes_on_device() const {
+  return on_cpu() ? codes_.data() : device_codes_.on(device_);
+}
+
+uint8_t* Quantizer::mutable_codes_on_device() {
+  if (on_cpu()) return codes_.data();
+  device_codes_.resize(codes_.size());
+  return device_codes_.mutable_on(device_);
+}
+
+const float* Quantizer::table_on_device(const float* table, int size) {
+  if (on_cpu()) return table;
+  device_table_.resize(size_t(size));
+  std::copy(table, table + size, device_table_.mutable_host());
+  return device_table_.on(device_);
+}
+
+const double* Quantizer::code_sums_on_device(const float* x, int codes) {
+  const Device& d = device_;
+  const int64_t n = layer_.blobs()[0]->count();
+  const int64_t chunk = 4096, chunks = std::max<int64_t>(1, (n + chunk - 1) / chunk);
+  code_part_.resize(size_t(chunks * codes));
+  code_sums_.resize(size_t(codes));
+  double* part = code_part_.mutable_on(d);
+  double* sums = code_sums_.mutable_on(d);
+  launch(d, chunks, CodeSumChunks{codes_on_device(), x, n, chunk, codes, part}, 1);
+  launch(d, codes, CodeSumReduce{part, chunks, codes, sums}, 1);
+  return sums;
+}
+
+float* Quantizer::device_table(int size) {
+  device_table_.resize(size_t(size));
+  return device_table_.mutable_on(device_);
+}
+
 void Quantizer::write_weights() {
   Tensor& w = *layer_.blobs()[0];
-  cpu_ops().lookup(w.count(), codes_.data(), codebook_.data(), int(codebook_.size()), w.mutable_data());
+  ops_for(device_).lookup(w.count(), codes_on_device(), table_on_device(codebook_.data(), int(codebook_.size())),
+                          int(codebook_.size()), w.mutable_data(device_));
 }
 
 void Quantizer::save(QuantizerState* state) const {
@@ -48,6 +104,7 @@ void Quantizer::load(const QuantizerState& state) {
       throw Error("the snapshot's quantizer codes for layer '" + layer_.name() + "' do not match its weight count");
     for (uint8_t c : codes_)
       if (c >= codebook_.size()) throw Error("the snapshot's quantizer codes for layer '" + layer_.name() + "' are corrupt");
+    codes_changed();
     write_weights();
   }
 }

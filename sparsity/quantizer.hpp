@@ -8,14 +8,18 @@
 //                         W_p / W_n and hands the latent weights to the solver);
 //   after_update()        projects the updated blob back onto the quantized values.
 // Pruned weights (code 0) stay exactly zero. Registered by method name (DSG_REGISTER_QUANTIZER).
-// Decisions (clustering, thresholds) run on the host; the per-weight loops run through the CPU
-// DeviceOps (runtime/ops.hpp), as the codes and codebooks are host memory.
+// Decisions (clustering at quantize()) run on the host, reading the weights across once (a
+// logged, explicit transfer); the per-weight work of every update runs through ops_for(device())
+// (runtime/ops.hpp) on the device the weights live on, with the codes kept there
+// (runtime/device_array.hpp). On a device, an update reads back only per-code sums (at most
+// 2^bits doubles) and uploads the small value table.
 #pragma once
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "dsg.pb.h"
+#include "runtime/device_array.hpp"
 #include "runtime/registry.hpp"
 
 namespace dsg {
@@ -32,6 +36,10 @@ class Quantizer {
   Layer& layer() const { return layer_; }
   const std::string& layer_name() const;
   bool active() const { return active_; }
+
+  // The device the weights live on (the solver's; the CPU by default).
+  void set_device(const Device& device);
+  const Device& device() const { return device_; }
 
   // Checks the configuration against the (set-up) layer; throws dsg::Error with the reason.
   virtual void validate() const;
@@ -50,14 +58,37 @@ class Quantizer {
   virtual void load(const QuantizerState& state);
 
  protected:
-  // Writes codebook_[codes_[i]] into the weight blob.
+  // Writes codebook_[codes_[i]] into the weight blob (on device()).
   void write_weights();
+  // After codes_ changed on the host: refreshes the device copy (nothing on the CPU; logged).
+  void codes_changed();
+  // codes_ in device()'s memory.
+  const uint8_t* codes_on_device() const;
+  uint8_t* mutable_codes_on_device();
+  // The device copy of the codes (its host() reads them back).
+  const DeviceArray<uint8_t>& device_codes() const { return device_codes_; }
+  // `table` (host floats) in device()'s memory: the table itself on the CPU, else an upload.
+  const float* table_on_device(const float* table, int size);
+  // Per-code sums of `x` (device()'s memory, one value per weight, by codes_on_device()) for codes
+  // below `codes`, left in device()'s memory (deterministic chunked sums in double).
+  const double* code_sums_on_device(const float* x, int codes);
+  // A scratch table of `size` floats in device()'s memory.
+  float* device_table(int size);
+  // Called by set_device() for state a method keeps on the device.
+  virtual void device_changed() {}
+  bool on_cpu() const { return device_.type == DeviceType::CPU; }
 
   QuantizationParameter param_;
   Layer& layer_;
   bool active_ = false;
   std::vector<float> codebook_;
   std::vector<uint8_t> codes_;
+
+ private:
+  Device device_;
+  DeviceArray<uint8_t> device_codes_;
+  DeviceArray<float> device_table_;
+  DeviceArray<double> code_part_, code_sums_;
 };
 
 using QuantizerRegistry = Registry<Quantizer, const QuantizationParameter&, Layer&>;

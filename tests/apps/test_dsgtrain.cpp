@@ -99,3 +99,46 @@ TEST_CASE("dsgtrain stops a diverging run and keeps the last good snapshot", "[a
   CHECK(r.status == 1);
   CHECK_THAT(last_line(r.output), Catch::Contains("diverged") && Catch::Contains("last good snapshot is " + dir.file("out/nan_iter_")));
 }
+
+TEST_CASE("dsgtrain --device host-device-code runs the device code path or names what lacks it", "[apps][dsgtrain]") {
+  TempDir dir;
+  dsg::test::write_learnable_idx(dir);
+  auto cfg = write(dir, "tiny.prototxt", dsg::test::tiny_mlp_solver(dir.path().string(), 8));
+  auto r = run_dsgtrain(cfg + " --threads 1 --seed 3 --device host-device-code --check-transfers --output " +
+                        dir.file("out"));
+  INFO(r.output);
+  CHECK_THAT(r.output, Catch::Contains("(device code on the host), transfer check on"));
+  if (r.status == 0) {
+    CHECK(fs::exists(dir.file("out/tiny_iter_8.dsgmodel")));
+  } else {
+    // Refused before training: the layer and the device are named.
+    CHECK(r.status == 1);
+    CHECK_THAT(last_line(r.output), Catch::Contains("implementation for device cuda (device code on the host)") &&
+                                        Catch::Contains("layer '"));
+    CHECK_THAT(r.output, !Catch::Contains("Solving tiny"));
+  }
+  // Without a TEST net, the TRAIN net's layers (Data, InnerProduct, ReLU, SoftmaxWithLoss) claim
+  // device code: the whole run goes through it, under the transfer check (or a layer is named).
+  std::string train_only = dsg::test::tiny_mlp_solver(dir.path().string(), 8);
+  const std::string test_iter = "test_iter: 4\n test_interval: 8\n";
+  REQUIRE(train_only.find(test_iter) != std::string::npos);
+  train_only.replace(train_only.find(test_iter), test_iter.size(), "");
+  auto cfg2 = write(dir, "train_only.prototxt", train_only);
+  auto dev = run_dsgtrain(cfg2 + " --threads 1 --seed 3 --device host-device-code --check-transfers --output " +
+                          dir.file("dev"));
+  INFO(dev.output);
+  if (dev.status == 0) CHECK(fs::exists(dir.file("dev/train_only_iter_8.dsgmodel")));
+  else CHECK_THAT(last_line(dev.output), Catch::Contains("layer '"));
+  // The same run on the CPU with the transfer check trains (the check has nothing to see there).
+  auto cpu = run_dsgtrain(cfg + " --threads 1 --seed 3 --check-transfers --output " + dir.file("cpu"));
+  INFO(cpu.output);
+  CHECK(cpu.status == 0);
+  // dsgeval takes the same device option.
+  auto ev = dsg::test::run_tool("dsgeval", dir.file("cpu/tiny_iter_8.dsgmodel") + " --threads 1 --device host-device-code");
+  INFO(ev.output);
+  if (ev.status != 0)
+    CHECK_THAT(last_line(ev.output), Catch::Contains("implementation for device cuda (device code on the host)"));
+  auto bad = dsg::test::run_tool("dsgeval", dir.file("cpu/tiny_iter_8.dsgmodel") + " --device tpu");
+  CHECK(bad.status != 0);
+  CHECK_THAT(bad.output, Catch::Contains("unknown device 'tpu'"));
+}
