@@ -3,11 +3,17 @@
 // TRAIN (shuffle, random crop, mirror) and TEST.
 #include <catch2/catch.hpp>
 
+#include <cstdlib>
+#include <cstring>
 #include <memory>
+#include <set>
 #include <vector>
 
 #include "datasets/data_layer.hpp"
 #include "datasets/synthetic_data.hpp"
+#include "runtime/device.hpp"
+#include "runtime/error.hpp"
+#include "runtime/storage.hpp"
 
 using namespace dsg;
 using namespace dsg::test;
@@ -63,7 +69,58 @@ LayerParameter data_param(const std::string& source, int batch, Phase phase, Dat
   return p;
 }
 
+// "Device" memory in separate host allocations (ordinal 0), counting the copies it is asked for.
+class FakeBackend : public DeviceBackend {
+ public:
+  const char* name() const override { return "fake"; }
+  void check_device(int ordinal) const override {
+    if (ordinal != 0) throw Error(strfmt("fake backend: no device %d", ordinal));
+  }
+  void* allocate(int, size_t bytes) override { return std::malloc(bytes); }
+  void release(int, void* p) noexcept override { std::free(p); }
+  void copy_to_device(int, void* dst, const void* src, size_t bytes) override {
+    std::memcpy(dst, src, bytes);
+    ++to_device;
+  }
+  void copy_to_host(int, void* dst, const void* src, size_t bytes) override {
+    std::memcpy(dst, src, bytes);
+    ++to_host;
+  }
+  void zero(int, void* dst, size_t bytes) override { std::memset(dst, 0, bytes); }
+  int to_device = 0, to_host = 0;
+};
+
 }  // namespace
+
+TEST_CASE("Data layer on a (fake) CUDA device: one upload per top and batch, nothing comes back",
+          "[data][layer][device_code]") {
+  if (!cuda_built()) return;  // a CPU-only build refuses CUDA contexts before any layer code runs
+  FakeBackend backend;
+  DeviceBackend* previous = set_device_backend(&backend);
+  {
+    TempDir dir;
+    LayerParameter p = data_param(write_idx_pair(dir, "d", 13, 4, 4), 3, TRAIN, DataParameter::IDX);
+    p.mutable_transform_param()->set_mirror(true);
+    std::unique_ptr<Layer> a = create_layer(p), b = create_layer(p);
+    Tensor cpu_data, cpu_label, dev_data, dev_label;
+    std::mt19937_64 rng_a(1), rng_b(1);
+    a->setup({}, {&cpu_data, &cpu_label}, rng_a);
+    b->setup({}, {&dev_data, &dev_label}, rng_b);
+    Context cpu, gpu;
+    cpu.seed = gpu.seed = 3;
+    gpu.device = Device::cuda(0);
+    for (int batch = 0; batch < 4; ++batch) {
+      a->forward({}, {&cpu_data, &cpu_label}, cpu);
+      b->forward({}, {&dev_data, &dev_label}, gpu);
+      CHECK(backend.to_device == 2 * (batch + 1));
+      CHECK(backend.to_host == 0);
+      // The fake device memory is host memory: compare it with the CPU path's tops directly.
+      CHECK(std::memcmp(dev_data.data(gpu.device), cpu_data.data(), sizeof(float) * size_t(cpu_data.count())) == 0);
+      CHECK(std::memcmp(dev_label.data(gpu.device), cpu_label.data(), sizeof(float) * size_t(cpu_label.count())) == 0);
+    }
+  }
+  set_device_backend(previous);
+}
 
 TEST_CASE("Data layer device path on the host: IDX TRAIN with shuffle, crop, mirror, scale and mean",
           "[data][layer][device_code]") {
