@@ -254,6 +254,12 @@ void DataLayer::forward_cpu(const TensorVec&, const TensorVec& top, const Contex
   cv_.notify_all();
 }
 
+void DataLayer::forward_cuda(const TensorVec& bottom, const TensorVec& top, const Context& ctx) {
+  forward_cpu(bottom, top, ctx);
+  // The host copies are the head now: reading each top on the device moves it across once.
+  for (Tensor* t : top) t->data(ctx.device);
+}
+
 DSG_REGISTER_LAYER("Data", DataLayer);
 
 }  // namespace dsg

@@ -22,6 +22,10 @@
 // A prefetch thread prepares the next batch while the net consumes the current one. It starts
 // on the first forward (the seed arrives with the Context), restarts on seek() or when the seed
 // changes, and stops in the destructor; an exception in it is rethrown by forward().
+//
+// On a CUDA device (forward_cuda) the batch is filled on the host exactly as on the CPU and each
+// top is copied to the device once per batch (one counted transfer per top), so the device tops
+// equal the CPU's bit for bit.
 #pragma once
 #include <condition_variable>
 #include <exception>
@@ -46,7 +50,7 @@ class DataLayer : public Layer, public BatchSource {
   int min_num_tops() const override { return 1; }
   int max_num_tops() const override { return 3; }
   bool allow_backward_to(int) const override { return false; }
-  // Batches are produced in host memory whatever the device; tensors carry them over.
+  // Batches are produced in host memory whatever the device; forward_cuda copies them over.
   bool supports(DeviceType, LayerMode mode) const override { return mode == LayerMode::kDense; }
   bool is_data_layer() const override { return true; }
 
@@ -65,6 +69,9 @@ class DataLayer : public Layer, public BatchSource {
   void reshape(const TensorVec& bottom, const TensorVec& top) override;
   void forward_cpu(const TensorVec& bottom, const TensorVec& top, const Context& ctx) override;
   void backward_cpu(const TensorVec&, const std::vector<bool>&, const TensorVec&, const Context&) override {}
+  // The CPU forward into the tops' host copies, then one host-to-device copy per top.
+  void forward_cuda(const TensorVec& bottom, const TensorVec& top, const Context& ctx) override;
+  void backward_cuda(const TensorVec&, const std::vector<bool>&, const TensorVec&, const Context&) override {}
 
  private:
   // Writes batch `batch` for `seed` into data (N*C*H'*W') and labels (N). Worker thread only.

@@ -10,6 +10,8 @@
 // shrinks). The kept rows / columns of W and the kept columns of X are gathered into compact
 // buffers every forward (X again in backward). Backward adds dW / db for the kept entries only
 // (the other diff entries are left as they are) and writes dX for the kept features, 0 elsewhere.
+// The device code (forward_cuda / backward_cuda, layers/dense_product.hpp) runs the dense and the
+// structured products; synapse dropout, DSG and weight operators are CPU-only.
 //
 // Dynamic Sparse Graph (dsg_param, layers/dsg_select.hpp): PER_SAMPLE computes the kept outputs of
 // each sample as dot products (the others are exact zeros, no bias) and backpropagates through
@@ -29,6 +31,7 @@
 
 #include "runtime/error.hpp"
 #include "runtime/filler.hpp"
+#include "runtime/device_array.hpp"
 #include "runtime/layer.hpp"
 #include "runtime/math.hpp"
 #include "runtime/ops.hpp"
@@ -57,11 +60,12 @@ class InnerProductLayer : public Layer {
     f.inputs = rows && axis_ == 1 ? ChannelFlow::kFeatures : ChannelFlow::kNoInputs;
     return f;
   }
-  // CUDA: the dense product only (no synapse dropout, DSG selection or structured modes).
+  // CUDA: the dense product and the structured modes (active outputs / inputs, untransposed); no
+  // synapse dropout, DSG selection or weight operator.
   bool supports(DeviceType device, LayerMode mode) const override {
-    if (device != DeviceType::CPU) return mode == LayerMode::kDense;
     if (mode == LayerMode::kActiveOutputs || mode == LayerMode::kActiveInputs)
       return !param_.inner_product_param().transpose();
+    if (device != DeviceType::CPU) return mode == LayerMode::kDense;
     return mode == LayerMode::kDense || mode == LayerMode::kWeightOperator || mode == LayerMode::kDynamicSelection;
   }
   void set_num_outputs(LayerParameter& param, int outputs) const override {
@@ -191,8 +195,18 @@ class InnerProductLayer : public Layer {
     }
   }
 
+  // Device code: the dense product, or the structured one (layers/dense_product.hpp) when
+  // configure_structure() found kept outputs / inputs; the index lists move to the device once per
+  // change of the structure.
   void forward_cuda(const TensorVec& bottom, const TensorVec& top, const Context& ctx) override {
     const Device& d = ctx.device;
+    if (sparse_) {
+      const StructuredProduct p = device_structure(d);
+      structured_product_forward(ops_for(d), p, bottom[0]->data(d), blobs_[0]->data(d),
+                                 bias_term_ ? blobs_[1]->data(d) : nullptr, device_scratch(d, p, false),
+                                 top[0]->mutable_data(d));
+      return;
+    }
     dense_product_forward(ops_for(d), dense_shape(), bottom[0]->data(d), blobs_[0]->data(d),
                           bias_term_ ? blobs_[1]->data(d) : nullptr, top[0]->mutable_data(d));
   }
@@ -200,6 +214,15 @@ class InnerProductLayer : public Layer {
   void backward_cuda(const TensorVec& top, const std::vector<bool>& propagate_down, const TensorVec& bottom,
                      const Context& ctx) override {
     const Device& d = ctx.device;
+    if (sparse_) {
+      const StructuredProduct p = device_structure(d);
+      const bool need_w = param_propagate_down(0);
+      structured_product_backward(ops_for(d), p, bottom[0]->data(d), blobs_[0]->data(d), top[0]->diff(d),
+                                  device_scratch(d, p, need_w), need_w ? blobs_[0]->mutable_diff(d) : nullptr,
+                                  bias_term_ && param_propagate_down(1) ? blobs_[1]->mutable_diff(d) : nullptr,
+                                  propagate_down[0] ? bottom[0]->mutable_diff(d) : nullptr);
+      return;
+    }
     dense_product_backward(ops_for(d), dense_shape(), bottom[0]->data(d), blobs_[0]->data(d), top[0]->diff(d),
                            param_propagate_down(0) ? blobs_[0]->mutable_diff(d) : nullptr,
                            bias_term_ && param_propagate_down(1) ? blobs_[1]->mutable_diff(d) : nullptr,
@@ -208,6 +231,52 @@ class InnerProductLayer : public Layer {
 
  private:
   DenseProduct dense_shape() const { return DenseProduct{m_, n_, k_, transpose_}; }
+
+  // outs_ / ins_ and their inverse maps as device index lists (refreshed when the structure
+  // changed), and the structured product's shape on device d.
+  StructuredProduct device_structure(const Device& d) {
+    auto refresh = [](const std::vector<int>& kept, int count, IndexList& list, IndexList& pos) {
+      if (list.values() == kept) return;
+      list.set(kept);
+      std::vector<int> inverse;
+      if (!kept.empty()) {
+        inverse.assign(size_t(count), -1);
+        for (size_t r = 0; r < kept.size(); ++r) inverse[size_t(kept[r])] = int(r);
+      }
+      pos.set(inverse);
+    };
+    refresh(outs_, n_, outs_list_, out_pos_list_);
+    refresh(ins_, k_, ins_list_, in_pos_list_);
+    StructuredProduct p;
+    p.m = m_, p.n = n_, p.k = k_, p.nk = nk_, p.kk = kk_;
+    if (!outs_.empty()) p.outs = outs_list_.on(d), p.out_pos = out_pos_list_.on(d);
+    if (!ins_.empty()) p.ins = ins_list_.on(d), p.in_pos = in_pos_list_.on(d);
+    p.row_stride = row_stride_;
+    p.first_out = row_stride_ ? outs_[0] : 0;
+    return p;
+  }
+
+  // Device scratch for the structured product (W' persists from forward to backward).
+  StructuredScratch device_scratch(const Device& d, const StructuredProduct& p, bool need_dw) {
+    StructuredScratch s;
+    if (!p.row_stride) {
+      dev_w_.resize(size_t(p.nk) * p.kk);
+      s.w = dev_w_.mutable_on(d);
+    }
+    if (p.ins) {
+      dev_x_.resize(size_t(p.m) * p.kk);
+      s.x = dev_x_.mutable_on(d);
+    }
+    if (p.outs) {
+      dev_y_.resize(size_t(p.m) * p.nk);
+      s.y = dev_y_.mutable_on(d);
+    }
+    if (need_dw && !p.row_stride) {
+      dev_dw_.resize(size_t(p.nk) * p.kk);
+      s.dw = dev_dw_.mutable_on(d);
+    }
+    return s;
+  }
 
   // Y [M,N] = X [M,K] W^T through the weight operator: C [N,M] = W [N,K] X^T [K,M], then Y = C^T + b.
   void forward_operator(const Tensor& bottom, Tensor& top) {
@@ -517,6 +586,9 @@ class InnerProductLayer : public Layer {
   bool indexed_ = false;                      // runs too short for memcpy: index through ins_
   std::vector<float> wc_, dwc_, xc_, yc_;     // W' [N', K'] and its diff, X' / dX' [M, K'], Y' / dY' [M, N']
   std::vector<float> op_in_, op_out_;  // weight-operator transposes
+  // The structured path's device state: outs_ / ins_ and their inverse maps, W', X', Y', dW'.
+  IndexList outs_list_, out_pos_list_, ins_list_, in_pos_list_;
+  DeviceArray<float> dev_w_, dev_x_, dev_y_, dev_dw_;
 
   // Synapse dropout (approx_dropout_param TILE / BERNOULLI).
   enum class SynapseDrop { NONE, TILE, BERNOULLI };

@@ -22,6 +22,10 @@
 // whose block 0 is zero, so the GEMM skips step 0): one GEMM with K = (T-1) N instead of T small
 // ones. gate_gradients_row() is the elementwise kernel of one stream's dG_t row.
 //
+// Device code (forward_cuda / backward_cuda): the same recurrence through ops_for(device) GEMMs and
+// the bodies of layers/lstm_kernels.hpp; fixed point and the structurally sparse backward stay
+// CPU-only.
+//
 // Structurally sparse backward (structured_backward_param, Zhu et al. 2018; switched per iteration
 // by the schedule through set_sparse_backward): after dG_t is computed, only its kept columns (gate
 // units, shared by the mini-batch: the keep_fraction with the largest L2 norms over the batch, or
@@ -46,10 +50,13 @@
 #include <vector>
 
 #include "layers/fixed_point.hpp"
+#include "layers/lstm_kernels.hpp"
+#include "runtime/device_array.hpp"
 #include "runtime/error.hpp"
 #include "runtime/filler.hpp"
 #include "runtime/layer.hpp"
 #include "runtime/math.hpp"
+#include "runtime/ops.hpp"
 #include "runtime/parallel.hpp"
 
 namespace dsg {
@@ -57,28 +64,9 @@ namespace {
 
 constexpr int64_t kGrainElems = 1 << 14;  // hidden units of work per parallel_for chunk
 
-// exp(x) for x in float range, relative error about 1e-7 (Cephes' expf): straight-line arithmetic,
-// so the gate loops vectorise (std::exp does not without -ffast-math).
-inline float exp_approx(float x) {
-  x = std::min(std::max(x, -87.0f), 88.0f);
-  const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round(x / ln 2)
-  float r = x - n * 0.693359375f;
-  r -= n * -2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;  // 2^n
-  float scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  return p * scale;
-}
-
-inline float sigmoid_approx(float x) { return 1.0f / (1.0f + exp_approx(-x)); }
-inline float tanh_approx(float x) { return 2.0f / (1.0f + exp_approx(-2.0f * x)) - 1.0f; }
+// The gate nonlinearities (layers/lstm_kernels.hpp), shared with the device bodies.
+using lstm::sigmoid_approx;
+using lstm::tanh_approx;
 
 // One stream's gate math for one step (H hidden units). a [4H]: the pre-activations [i f o g]~ on
 // entry, the activations on exit. c_prev: c_{t-1} (read only when keep != 0; keep = cont_t, 0 at
@@ -142,9 +130,10 @@ class LSTMLayer : public Layer {
   int exact_num_tops() const override { return 1; }
   bool allow_backward_to(int bottom_index) const override { return bottom_index == 0; }
   std::vector<int> weight_blobs() const override { return {0, 2}; }
+  // CUDA: the dense recurrence (no fixed point, no structurally sparse backward).
   bool supports(DeviceType device, LayerMode mode) const override {
-    return device == DeviceType::CPU &&
-           (mode == LayerMode::kDense || mode == LayerMode::kFixedPoint || mode == LayerMode::kSparseBackward);
+    if (device != DeviceType::CPU) return mode == LayerMode::kDense;
+    return mode == LayerMode::kDense || mode == LayerMode::kFixedPoint || mode == LayerMode::kSparseBackward;
   }
   // Rows of W_xc and W_hc are the gates' pre-activations in Caffe's i, f, o, g order.
   std::vector<std::string> weight_row_blocks() const override { return {"i", "f", "o", "g"}; }
@@ -285,6 +274,93 @@ class LSTMLayer : public Layer {
     if (need_wh && t_ > 1)  // dW_hc [4H, H] += sum_{t >= 1} dG_t^T h'_{t-1}
       gemm(true, false, g4, h_, rows - n_, 1.0f, dg + int64_t(n_) * g4, hprev_.data() + int64_t(n_) * h_, 1.0f,
            blobs_[2]->mutable_diff());
+  }
+
+  // Device code: the CPU path's recurrence through ops_for(ctx.device) GEMMs and the bodies of
+  // layers/lstm_kernels.hpp, state in device arrays. One difference in the work done, not in the
+  // values: the recurrent GEMM of a step runs even when every stream restarts there (h'_{t-1} is
+  // then exactly zero), since checking cont would read device memory on the host.
+  void forward_cuda(const TensorVec& bottom, const TensorVec& top, const Context& ctx) override {
+    const Device& d = ctx.device;
+    const int rows = t_ * n_, g4 = 4 * h_;
+    if (rows == 0) return;
+    const DeviceOps& ops = ops_for(d);
+    const int64_t nh = int64_t(n_) * h_;
+    dev_gates_.resize(size_t(rows) * g4);
+    dev_cell_.resize(size_t(rows) * h_);
+    dev_tanh_cell_.resize(size_t(rows) * h_);
+    dev_hprev_.resize(size_t(rows) * h_);
+    const float* x = bottom[0]->data(d);
+    const float* cont = bottom[1]->data(d);
+    const float* w_hc = blobs_[2]->data(d);
+    float* gates = dev_gates_.mutable_on(d);
+    float* cell = dev_cell_.mutable_on(d);
+    float* tanh_cell = dev_tanh_cell_.mutable_on(d);
+    float* hprev = dev_hprev_.mutable_on(d);
+    float* h = top[0]->mutable_data(d);
+
+    // gates [T N, 4H] = X W_xc^T + b_c; h'_{-1} = 0.
+    ops.broadcast_rows(rows, g4, blobs_[1]->data(d), gates);
+    ops.gemm(false, true, rows, g4, d_, 1.0f, x, d_, blobs_[0]->data(d), d_, 1.0f, gates, g4);
+    ops.fill(nh, 0.0f, hprev);
+    for (int t = 0; t < t_; ++t) {
+      const int64_t off = int64_t(t) * n_;
+      if (t > 0) ops.gemm(false, true, n_, g4, h_, 1.0f, hprev + off * h_, h_, w_hc, h_, 1.0f, gates + off * g4, g4);
+      const bool has_prev = t > 0, has_next = t + 1 < t_;
+      launch(d, nh,
+             LstmCellForward{h_, gates + off * g4, has_prev ? cell + (off - n_) * h_ : nullptr,
+                             has_prev ? cont + off : nullptr, cell + off * h_, tanh_cell + off * h_, h + off * h_,
+                             has_next ? hprev + (off + n_) * h_ : nullptr, has_next ? cont + off + n_ : nullptr});
+    }
+  }
+
+  void backward_cuda(const TensorVec& top, const std::vector<bool>& propagate_down, const TensorVec& bottom,
+                     const Context& ctx) override {
+    const Device& d = ctx.device;
+    const bool need_x = propagate_down[0];
+    const bool need_wx = param_propagate_down(0), need_b = param_propagate_down(1), need_wh = param_propagate_down(2);
+    const int rows = t_ * n_, g4 = 4 * h_;
+    if (rows == 0 || !(need_x || need_wx || need_b || need_wh)) return;
+    last_sparse_ = false;
+    const DeviceOps& ops = ops_for(d);
+    const int64_t nh = int64_t(n_) * h_;
+    dev_dgates_.resize(size_t(rows) * g4);
+    dev_dh_carry_.resize(size_t(nh));
+    dev_dc_carry_.resize(size_t(nh));
+    const float* cont = bottom[1]->data(d);
+    const float* dy = top[0]->diff(d);
+    const float* w_hc = blobs_[2]->data(d);
+    const float* gates = dev_gates_.on(d);
+    const float* cell = dev_cell_.on(d);
+    const float* tanh_cell = dev_tanh_cell_.on(d);
+    float* dg = dev_dgates_.mutable_on(d);
+    float* dh_carry = dev_dh_carry_.mutable_on(d);
+    float* dc_carry = dev_dc_carry_.mutable_on(d);
+
+    // BPTT: dG_t per step, carrying dh'_{t-1} (a GEMM) and dc_t f_t (elementwise) to step t - 1.
+    ops.fill(nh, 0.0f, dh_carry);
+    ops.fill(nh, 0.0f, dc_carry);
+    for (int t = t_ - 1; t >= 0; --t) {
+      const int64_t off = int64_t(t) * n_;
+      const bool has_prev = t > 0, has_next = t + 1 < t_;
+      launch(d, nh,
+             LstmGateGradients{h_, gates + off * g4, tanh_cell + off * h_, has_prev ? cell + (off - n_) * h_ : nullptr,
+                               has_prev ? cont + off : nullptr, dy + off * h_, dh_carry,
+                               has_next ? cont + off + n_ : nullptr, dc_carry, dg + off * g4});
+      if (t > 0)  // dh'_{t-1} [N, H] = dG_t [N, 4H] W_hc [4H, H]
+        ops.gemm(false, false, n_, h_, g4, 1.0f, dg + off * g4, g4, w_hc, h_, 0.0f, dh_carry, h_);
+    }
+
+    // The input side of every step at once.
+    if (need_x)  // dX [T N, D] = dG W_xc
+      ops.gemm(false, false, rows, d_, g4, 1.0f, dg, g4, blobs_[0]->data(d), d_, 0.0f, bottom[0]->mutable_diff(d), d_);
+    if (need_wx)  // dW_xc [4H, D] += dG^T X
+      ops.gemm(true, false, g4, d_, rows, 1.0f, dg, g4, bottom[0]->data(d), d_, 1.0f, blobs_[0]->mutable_diff(d), d_);
+    if (need_b)  // db_c [4H] += column sums of dG
+      ops.column_sums(rows, g4, dg, blobs_[1]->mutable_diff(d));
+    if (need_wh && t_ > 1)  // dW_hc [4H, H] += sum_{t >= 1} dG_t^T h'_{t-1}
+      ops.gemm(true, false, g4, h_, rows - n_, 1.0f, dg + int64_t(n_) * g4, g4, dev_hprev_.on(d) + nh, h_, 1.0f,
+               blobs_[2]->mutable_diff(d), h_);
   }
 
  private:
@@ -465,6 +541,8 @@ class LSTMLayer : public Layer {
   bool last_sparse_ = false;      // the last backward was sparse
   int64_t kept_columns_ = 0;      // gate columns kept, summed over the steps of the last backward
   std::vector<float> norm_, sorted_, dgc_, rows_h_, rows_x_, dwc_;
+  // The device path's copies of gates_, cell_, tanh_cell_, hprev_, dgates_, dh_carry_, dc_carry_.
+  DeviceArray<float> dev_gates_, dev_cell_, dev_tanh_cell_, dev_hprev_, dev_dgates_, dev_dh_carry_, dev_dc_carry_;
 };
 
 DSG_REGISTER_LAYER("LSTM", LSTMLayer);
