@@ -19,7 +19,8 @@
 # iterations (cuBLAS loading, first allocations, first kernel launches) cancel out.
 # PyTorch (scripts/gpu_bench_torch.py): W warm-up iterations (torch.compile compiles there), then
 # N timed iterations between two device synchronisations; its training set is on the device before
-# timing (dsgtrain copies each batch from the host, so the comparison is conservative for dsgtrain).
+# timing (dsgtrain copies each batch from the host, so the comparison is conservative for dsgtrain);
+# fp32 with TF32 off, as DSG computes (GPU_BENCH_TORCH_ARGS=--tf32 allows it).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=scripts/gpu_env.sh
@@ -98,21 +99,23 @@ for model in $models; do
     [ "$threads" -gt 0 ] && torch_threads=(--threads "$threads")
     timeout "$torch_timeout" "$PY" "$DSG_SCRIPTS/gpu_bench_torch.py" --model "$model" --device "$device" \
       --batches "$batches" --modes "$modes" --warmup "$warmup" --iterations "$iters" --data "$DSG_DATA" \
-      "${torch_threads[@]}" >"$torch_json" 2>"$tmp/$model.torch.err" ||
-      notes+=("$model: PyTorch exited with status $? (timeout ${torch_timeout}s; $(tail -1 "$tmp/$model.torch.err" | cut -c1-120))")
+      "${torch_threads[@]}" ${GPU_BENCH_TORCH_ARGS:-} >"$torch_json" 2>"$tmp/$model.torch.err" ||
+      { rc=$?; [ "$rc" = 124 ] && why="timed out after ${torch_timeout} s" || why="exit $rc";
+        notes+=("$model: PyTorch: $why: $(tail -1 "$tmp/$model.torch.err" | cut -c1-140)"); }
   fi
   for batch in ${batches//,/ }; do
     cfg=$tmp/${model}_b$batch.prototxt
     sed "s/batch_size: 64\b/batch_size: $batch/" "$DSG_CONFIGS/$model.prototxt" >"$cfg"
     grep -q "batch_size: $batch\b" "$cfg" || { echo "gpu_bench: could not set batch $batch in $model" >&2; exit 2; }
     t1=$(dsg_seconds "$cfg" "$warmup" "${model}_b${batch}_w" "$batch")
-    t2=$(dsg_seconds "$cfg" $((warmup + iters)) "${model}_b${batch}_n" "$batch")
+    t2=$t1  # the longer run only when the short one worked
+    [[ $t1 == error* ]] || t2=$(dsg_seconds "$cfg" $((warmup + iters)) "${model}_b${batch}_n" "$batch")
     if [[ $t1 == error* ]] || [[ $t2 == error* ]]; then
       dsg=err
       [[ $t1 == error* ]] && notes+=("$model batch $batch dsgtrain: ${t1#error: }") || notes+=("$model batch $batch dsgtrain: ${t2#error: }")
     else
-      dsg=$(awk -v a="$t1" -v b="$t2" -v n="$iters" -v bs="$batch" 'BEGIN {d = b - a; if (d > 0) printf "%.1f", n * bs / d; else print "err"}')
-      [ "$dsg" != err ] || notes+=("$model batch $batch dsgtrain: the longer run was not slower ($t2 s vs $t1 s)")
+      dsg=$(awk -v a="$t1" -v b="$t2" -v n="$iters" -v bs="$batch" 'BEGIN {d = b - a; if (d > 0) printf "%.1f", n * bs / d; else print "noisy"}')
+      [ "$dsg" != noisy ] || notes+=("$model batch $batch dsgtrain: the longer run was not slower ($t2 s vs $t1 s): too few iterations to time")
     fi
     eager=na comp=na
     if [ -n "$PY" ]; then
@@ -127,7 +130,10 @@ for line in open(path):
         continue
     if r.get("batch") != batch:
         continue
-    got[r["mode"]] = "%.1f" % r["images_per_sec"] if r.get("images_per_sec") else "err"
+    if r.get("images_per_sec"):
+        got[r["mode"]] = "%.1f" % r["images_per_sec"]
+    else:  # a PyTorch without torch.compile: not run, rather than failed
+        got[r["mode"]] = "na" if "has no torch.compile" in (r.get("error") or "") else "err"
 print(got["eager"], got["compile"])
 PY
 )
@@ -151,8 +157,8 @@ done
 
 [ ! -s "$tmp/cublas_lines" ] || echo "gpu_bench: dsgtrain: $(head -1 "$tmp/cublas_lines" | sed 's/.*\] //')"
 if [ ${#notes[@]} -gt 0 ]; then
-  echo "notes (err: that run failed; na: not run):"
+  echo "notes (err: that run failed; na: not run; noisy: too few iterations to time):"
   printf '  %s\n' "${notes[@]}"
 fi
-# Exit status: 1 when a dsgtrain row failed (PyTorch failures are reported above, not counted).
+# Exit status: 1 when a dsgtrain run failed (PyTorch failures are reported above, not counted).
 ! cut -f3 "$rows" | grep -q err

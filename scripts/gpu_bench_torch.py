@@ -11,6 +11,9 @@ allocations happen there), then the device is synchronised and N iterations are 
 synchronisation. The training set sits on the device already (uploaded once, before any timing),
 and each batch is gathered there from a random permutation: the peer pays no host-to-device copy,
 so the comparison is conservative for dsgtrain, which copies each batch from host memory.
+Precision: float32 everywhere, TF32 off for matmuls and cuDNN convolutions (DSG computes in fp32;
+--tf32 allows it); cudnn.benchmark is on (fixed shapes: the fastest convolution algorithms, chosen
+during the warm-up).
 
     python3 scripts/gpu_bench_torch.py --model lenet5 --device cuda --batches 64,256 \
         --warmup 20 --iterations 200 --data DIR
@@ -95,7 +98,12 @@ def main():
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: PyTorch's default)")
     ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--tf32", action="store_true", help="allow TF32 in matmuls and convolutions")
     args = ap.parse_args()
+
+    torch.backends.cuda.matmul.allow_tf32 = args.tf32
+    torch.backends.cudnn.allow_tf32 = args.tf32
+    torch.backends.cudnn.benchmark = True
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -110,7 +118,7 @@ def main():
     for mode in args.modes.split(","):
         for batch in (int(b) for b in args.batches.split(",")):
             row = {"model": args.model, "mode": mode, "batch": batch, "device": str(device),
-                   "torch": torch.__version__, "warmup": args.warmup, "iterations": args.iterations,
+                   "torch": torch.__version__, "tf32": args.tf32, "warmup": args.warmup, "iterations": args.iterations,
                    "images_per_sec": None, "seconds": None, "error": None}
             try:
                 seconds = run(args, x, y, mode, batch, device)

@@ -34,14 +34,15 @@ done
 case "$dir" in /*) ;; *) dir=$PWD/$dir ;; esac
 [ "$dir" != / ] && [ "$dir" != "$here" ] || die "refusing to use $dir as the bundle folder"
 
+mkdir -p "$build"
 echo "== configure $build (Release, portable CPU code, CUDA archs $archs)"
 cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE=Release -DDSG_NATIVE=OFF -DDSG_ENABLE_CUDA=ON \
-  "-DCMAKE_CUDA_ARCHITECTURES=$archs" >"$build.configure.log" 2>&1 ||
-  { tail -20 "$build.configure.log"; die "cmake configure failed (log: $build.configure.log)"; }
-grep -q "DSG CUDA backend: ON" "$build.configure.log" || die "the CUDA backend is off in $build (see $build.configure.log)"
+  "-DCMAKE_CUDA_ARCHITECTURES=$archs" >"$build/bundle-configure.log" 2>&1 ||
+  { tail -20 "$build/bundle-configure.log"; die "cmake configure failed (log: $build/bundle-configure.log)"; }
+grep -q "DSG CUDA backend: ON" "$build/bundle-configure.log" || die "the CUDA backend is off in $build (see $build/bundle-configure.log)"
 echo "== build ${tools[*]} (-j$jobs)"
-nice -n5 cmake --build "$build" -j"$jobs" --target "${tools[@]}" >"$build.build.log" 2>&1 ||
-  { tail -30 "$build.build.log"; die "build failed (log: $build.build.log)"; }
+nice -n5 cmake --build "$build" -j"$jobs" --target "${tools[@]}" >"$build/bundle-build.log" 2>&1 ||
+  { tail -30 "$build/bundle-build.log"; die "build failed (log: $build/bundle-build.log)"; }
 
 echo "== assemble $dir"
 rm -rf "$dir" "$dir.tar.xz"
@@ -121,7 +122,7 @@ for t in "${tools[@]}"; do ln -s run "$dir/bin/$t"; done
 
 mkdir -p "$dir/configs"
 cp "$here"/configs/*.prototxt "$dir/configs/"
-cp "$here/scripts/gpu_check.sh" "$here/scripts/gpu_bench.sh" "$here/scripts/gpu_bench_torch.py" \
+cp "$here/scripts/gpu_check.sh" "$here/scripts/gpu_bench.sh" "$here/scripts/gpu_bench_torch.py" "$here/scripts/gpu_env.sh" \
   "$here/scripts/torch_peer.py" "$dir/scripts/"
 cat >"$dir/gpu_check.sh" <<'EOF'
 #!/usr/bin/env bash

@@ -17,12 +17,13 @@
 #   --bench-iterations N   timed iterations per benchmark row (default 300; dry run 10)
 #   --bench-warmup W       warm-up iterations per benchmark row (default 30; dry run 3)
 #   --no-bench             skip step 4
+#   --no-compile           step 4 without torch.compile (it compiles for a minute or more)
 #   --results FILE         the results file (default: BUNDLE_DIR/gpu_results.txt)
 # Exit status: 0 pass, 1 a check failed, 2 usage or set-up error, 3 no GPU found (ran as dry run).
 set -euo pipefail
 self=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
-dry=0 iterations="" bench=1 bench_iters="" bench_warmup="" results="" root=""
+dry=0 iterations="" bench=1 bench_extra=() bench_iters="" bench_warmup="" results="" root=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --dry-run) dry=1; shift ;;
@@ -30,8 +31,9 @@ while [ $# -gt 0 ]; do
     --bench-iterations) bench_iters=$2; shift 2 ;;
     --bench-warmup) bench_warmup=$2; shift 2 ;;
     --no-bench) bench=0; shift ;;
+    --no-compile) bench_extra+=(--no-compile); shift ;;
     --results) results=$2; shift 2 ;;
-    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "gpu_check: unknown option $1 (see --help)" >&2; exit 2 ;;
     *) root=$1; shift ;;
   esac
@@ -69,6 +71,9 @@ logs=$(mktemp -d "${TMPDIR:-/tmp}/dsg-gpu-check.XXXXXX")
 say() { printf '%s\n' "$*" | tee -a "$results"; }
 failures=()
 start_s=$(date +%s)
+lap_s=$start_s
+# lap: the seconds since the last lap (each step reports its own time)
+lap() { local now; now=$(date +%s); LAP="$((now - lap_s)) s"; lap_s=$now; }
 
 # --- 1. what is there ------------------------------------------------------------------------
 gpu_found=0
@@ -103,7 +108,7 @@ gpu_env_cublas
 mode_line="GPU (device runs use --device cuda)"
 [ "$dry" = 0 ] || mode_line="DRY RUN: no GPU used; the device runs use --device cpu"
 [ "$no_gpu_exit" = 0 ] || mode_line="$mode_line (no GPU found; --dry-run not given: exit status 3)"
-say "DSG GPU check, $(date -u '+%Y-%m-%d %H:%M:%S UTC') on $(hostname)"
+say "DSG GPU check, $(date -u '+%Y-%m-%d %H:%M:%S UTC') on $(uname -n)"
 say "mode: $mode_line"
 say "bundle: $root ($DSG_LAYOUT)"
 [ ! -f "$root/MANIFEST" ] || sed -n '2,5p' "$root/MANIFEST" | sed 's/^/  /' | tee -a "$results"
@@ -130,13 +135,14 @@ else
   say "python: no Python with PyTorch found (python3, /usr/bin/python3, /opt/torch/.venv/bin/python3; set PYTHON)"
 fi
 say "cuBLAS: $CUBLAS_NOTE"
+lap; say "(step 1: $LAP)"
 
 # --- 2. dsg_gpu_tests ------------------------------------------------------------------------
 say ""
 say "== 2. dsg_gpu_tests (CUDA ops and layer cases against the CPU)"
 rc=0
 timeout "${GPU_TESTS_TIMEOUT:-300}" "$DSG_BIN/dsg_gpu_tests" -w NoTests >"$logs/gpu_tests.log" 2>&1 || rc=$?
-summary=$(grep -E "All tests passed|test cases|skipped: no CUDA device" "$logs/gpu_tests.log" | tail -2 | tr '\n' ' ')
+summary=$(grep -E "All tests passed|test cases|skipped: no CUDA device" "$logs/gpu_tests.log" | tail -2 | tr '\n' ' ' || true)
 if [ "$dry" = 1 ]; then
   if [ "$rc" = 77 ]; then
     say "result: skipped cleanly (exit 77), as expected without a GPU: $summary"
@@ -150,15 +156,18 @@ else
     say "result: PASSED on the GPU: $summary"
   else
     case "$rc" in
-      77) why="skipped: no CUDA device reached ($(grep -m1 skipped "$logs/gpu_tests.log"))" ;;
+      77) why="skipped: no CUDA device reached" ;;
       124) why="timed out" ;;
       *) why="exit $rc" ;;
     esac
     say "result: FAILED ($why): $summary"
-    grep -E "FAILED|REQUIRE|CHECK|with expansion|error" "$logs/gpu_tests.log" | head -30 | sed 's/^/  | /' | tee -a "$results"
+    { grep -E "FAILED|REQUIRE|CHECK|with expansion|error" "$logs/gpu_tests.log" || tail -15 "$logs/gpu_tests.log"; } |
+      head -30 | sed 's/^/  | /' | tee -a "$results"
     failures+=("dsg_gpu_tests: $why")
   fi
 fi
+
+lap; say "(step 2: $LAP)"
 
 # --- 3. LeNet-5, one epoch on the device and on the CPU -----------------------------------------
 say ""
@@ -183,7 +192,7 @@ for run in device cpu; do
   [ "$run" = device ] && label="device run ($label)" || label="reference ($label)"
   if [ "$rc" != 0 ] || [ -z "$a" ]; then
     say "$label: FAILED (exit $rc)"
-    grep -iE "error|what\(\)|implementation|cannot" "$log" | head -5 | sed 's/^/  | /' | tee -a "$results" || tail -5 "$log" | sed 's/^/  | /' | tee -a "$results"
+    { grep -iE "error|what\(\)|implementation|cannot" "$log" || tail -5 "$log"; } | head -5 | sed 's/^/  | /' | tee -a "$results"
     failures+=("LeNet-5 $label failed (exit $rc)")
   else
     acc[$run]=$a
@@ -205,19 +214,22 @@ if [ -n "${acc[device]:-}" ] && [ -n "${acc[cpu]:-}" ]; then
   fi
 fi
 
+lap; say "(step 3: $LAP)"
+
 # --- 4. benchmark ------------------------------------------------------------------------------
 if [ "$bench" = 1 ]; then
   say ""
   say "== 4. benchmark: dsgtrain --device $device vs PyTorch eager / torch.compile (scripts/gpu_bench.sh)"
   rc=0
   timeout "${BENCH_TIMEOUT:-360}" bash "$scripts/gpu_bench.sh" --device "$device" --warmup "$bench_warmup" \
-    --iterations "$bench_iters" "$root" >"$logs/bench.txt" 2>&1 || rc=$?
+    --iterations "$bench_iters" "${bench_extra[@]}" "$root" >"$logs/bench.txt" 2>&1 || rc=$?
   tee -a "$results" <"$logs/bench.txt"
   case "$rc" in
     0) ;;
     124) say "benchmark: timed out after ${BENCH_TIMEOUT:-360} s (rows above are complete)"; failures+=("benchmark timed out") ;;
     *) failures+=("benchmark: a dsgtrain row failed (exit $rc)") ;;
   esac
+  lap; say "(step 4: $LAP)"
 fi
 
 # --- verdict -----------------------------------------------------------------------------------
