@@ -50,8 +50,14 @@ fi
 gpu_env_locate "$root"
 gpu_env_python
 [ "$device" = cpu ] || gpu_env_cublas
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+# Every run's log and output: in $GPU_BENCH_LOGS when set (kept), else a temporary folder.
+if [ -n "${GPU_BENCH_LOGS:-}" ]; then
+  tmp=$GPU_BENCH_LOGS
+  mkdir -p "$tmp"
+else
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+fi
 torch_timeout=${GPU_BENCH_TORCH_TIMEOUT:-300}
 dsg_timeout=${GPU_BENCH_DSG_TIMEOUT:-300}
 thread_args=()
@@ -71,7 +77,7 @@ dsg_seconds() {
 }
 
 torch_version=none
-[ -z "$PY" ] || torch_version=$("$PY" -c 'import torch; print(torch.__version__)' 2>/dev/null || echo "?")
+[ -z "$PY" ] || torch_version=$("$PY" -c 'import torch; print(torch.__version__ + ("" if hasattr(torch, "compile") else ", which has no torch.compile"))' 2>/dev/null || echo "?")
 gpu_name=$device
 if [ "$device" != cpu ] && command -v nvidia-smi >/dev/null 2>&1; then
   gpu_name="$device ($(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1))"
@@ -145,7 +151,7 @@ for line in open(path):
         r = json.loads(line)
     except ValueError:
         continue
-    if r.get("batch") == batch and r.get("error"):
+    if r.get("batch") == batch and r.get("error") and "has no torch.compile" not in r["error"]:
         print("%s batch %d torch %s: %s" % (model, batch, r["mode"], r["error"]))
 PY
 )

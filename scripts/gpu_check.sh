@@ -18,12 +18,15 @@
 #   --bench-warmup W       warm-up iterations per benchmark row (default 30; dry run 3)
 #   --no-bench             skip step 4
 #   --no-compile           step 4 without torch.compile (it compiles for a minute or more)
-#   --results FILE         the results file (default: BUNDLE_DIR/gpu_results.txt)
+#   --results FILE         the results file (default: BUNDLE_DIR/gpu_results.txt, or next to
+#                          BUNDLE.tar.xz)
+#   --logs-archive FILE    also pack every log of the run (dsgtrain, dsg_gpu_tests, benchmark) into
+#                          FILE (.tar.gz)
 # Exit status: 0 pass, 1 a check failed, 2 usage or set-up error, 3 no GPU found (ran as dry run).
 set -euo pipefail
 self=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
-dry=0 iterations="" bench=1 bench_extra=() bench_iters="" bench_warmup="" results="" root=""
+dry=0 iterations="" bench=1 bench_extra=() logs_archive="" bench_iters="" bench_warmup="" results="" root=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --dry-run) dry=1; shift ;;
@@ -33,7 +36,8 @@ while [ $# -gt 0 ]; do
     --no-bench) bench=0; shift ;;
     --no-compile) bench_extra+=(--no-compile); shift ;;
     --results) results=$2; shift 2 ;;
-    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --logs-archive) logs_archive=$2; shift 2 ;;
+    -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "gpu_check: unknown option $1 (see --help)" >&2; exit 2 ;;
     *) root=$1; shift ;;
   esac
@@ -221,7 +225,7 @@ if [ "$bench" = 1 ]; then
   say ""
   say "== 4. benchmark: dsgtrain --device $device vs PyTorch eager / torch.compile (scripts/gpu_bench.sh)"
   rc=0
-  timeout "${BENCH_TIMEOUT:-360}" bash "$scripts/gpu_bench.sh" --device "$device" --warmup "$bench_warmup" \
+  GPU_BENCH_LOGS=$logs/bench timeout "${BENCH_TIMEOUT:-360}" bash "$scripts/gpu_bench.sh" --device "$device" --warmup "$bench_warmup" \
     --iterations "$bench_iters" "${bench_extra[@]}" "$root" >"$logs/bench.txt" 2>&1 || rc=$?
   tee -a "$results" <"$logs/bench.txt"
   case "$rc" in
@@ -250,5 +254,9 @@ else
   status=0
 fi
 say "logs: $logs"
+if [ -n "$logs_archive" ]; then
+  tar --exclude='*.dsgmodel' -czf "$logs_archive" -C "$logs" . 2>/dev/null && echo "gpu_check: logs in $logs_archive" ||
+    echo "gpu_check: could not write $logs_archive" >&2
+fi
 echo "gpu_check: results in $results"
 exit "$status"
