@@ -203,9 +203,12 @@ for run in device cpu; do
     say "$label: test accuracy $(awk -v a="$a" 'BEGIN {printf "%.2f%%", 100 * a}'); $rate"
   fi
   if [ "$run" = device ] && [ "$dev" = cuda ]; then
+    found=$(grep -m1 "CUDA runtime .* device(s)" "$log" | sed 's/.*\] //' || true)
+    [ -n "$found" ] || found="CUDA: dsgtrain logged no device line"
     loaded=$(grep -m1 "cuBLAS loaded from" "$log" | sed 's/.*\] //' || true)
     [ -n "$loaded" ] || loaded="cuBLAS: dsgtrain logged no \"cuBLAS loaded from\" line"
-    say "  $loaded"
+    say "  dsgtrain: $found"
+    say "  dsgtrain: $loaded"
   fi
 done
 if [ -n "${acc[device]:-}" ] && [ -n "${acc[cpu]:-}" ]; then
