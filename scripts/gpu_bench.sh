@@ -36,7 +36,7 @@ while [ $# -gt 0 ]; do
     --models) models=$2; shift 2 ;;
     --no-compile) compile=0; shift ;;
     --threads) threads=$2; shift 2 ;;
-    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "$0"; exit 0 ;;
     -*) echo "gpu_bench: unknown option $1 (see --help)" >&2; exit 2 ;;
     *) root=$1; shift ;;
   esac
