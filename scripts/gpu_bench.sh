@@ -9,7 +9,7 @@
 #                        [--models "lenet300_100 lenet5 lstm_rows"] [--no-compile] [--threads T] [ROOT]
 #
 # ROOT: an unpacked bundle (scripts/gpu_bundle.sh) or a build folder (default: build-bundle/dsg-bundle
-# if present, else build). Defaults: cuda, W 30, N 300.
+# if present, else build). Defaults: cuda, W 50, N 500.
 #
 # How dsgtrain's images/s is measured (nothing added to the C++): dsgtrain logs "Trained K iterations
 # in S s of training (R images/s, tests and snapshots excluded)", timed from the first training
@@ -26,7 +26,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=scripts/gpu_env.sh
 source "$here/gpu_env.sh"
 
-device=cuda warmup=30 iters=300 batches=64,256 models="lenet300_100 lenet5 lstm_rows" compile=1 threads=0 root=""
+device=cuda warmup=50 iters=500 batches=64,256 models="lenet300_100 lenet5 lstm_rows" compile=1 threads=0 root=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --device) device=$2; shift 2 ;;

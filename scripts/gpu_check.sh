@@ -14,8 +14,8 @@
 #   --dry-run              no GPU: the same steps with --device cpu; dsg_gpu_tests must skip
 #                          cleanly (exit 77). Also chosen, with exit status 3, when no GPU is found.
 #   --iterations N         train N iterations instead of one epoch (938) in step 3
-#   --bench-iterations N   timed iterations per benchmark row (default 300; dry run 10)
-#   --bench-warmup W       warm-up iterations per benchmark row (default 30; dry run 3)
+#   --bench-iterations N   timed iterations per benchmark row (default 500; dry run 40)
+#   --bench-warmup W       warm-up iterations per benchmark row (default 50; dry run 5)
 #   --no-bench             skip step 4
 #   --no-compile           step 4 without torch.compile (it compiles for a minute or more)
 #   --results FILE         the results file (default: BUNDLE_DIR/gpu_results.txt, or next to
@@ -107,8 +107,8 @@ fi
 device=cuda
 [ "$dry" = 0 ] || device=cpu
 if [ "$dry" = 1 ]; then
-  [ -n "$bench_iters" ] || bench_iters=10
-  [ -n "$bench_warmup" ] || bench_warmup=3
+  [ -n "$bench_iters" ] || bench_iters=40
+  [ -n "$bench_warmup" ] || bench_warmup=5
 fi
 # A dry run on a slow shared CPU may take longer: its limits are wider.
 lenet_timeout=${LENET_TIMEOUT:-150}
@@ -117,8 +117,8 @@ if [ "$dry" = 1 ]; then
   lenet_timeout=${LENET_TIMEOUT:-600}
   time_budget=${TIME_BUDGET:-1200}
 fi
-[ -n "$bench_iters" ] || bench_iters=300
-[ -n "$bench_warmup" ] || bench_warmup=30
+[ -n "$bench_iters" ] || bench_iters=500
+[ -n "$bench_warmup" ] || bench_warmup=50
 
 gpu_env_python
 gpu_env_cublas
