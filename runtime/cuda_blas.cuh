@@ -15,9 +15,11 @@ struct CublasApi {
   const char* (*status_string)(cublasStatus_t status);
 };
 
-// Loads libcublas.so.<major> (through the usual library search: LD_LIBRARY_PATH, the rpath, the
-// system) once; throws dsg::Error naming the library and the loader's message when it or one of
-// its symbols is missing.
+// Loads cuBLAS once, from the first of: $DSG_CUBLAS_LIB (a libcublas.so file or a folder holding
+// one), the loader's search (LD_LIBRARY_PATH, ld.so.cache), /usr/local/cuda/lib64 and
+// /usr/local/cuda/targets/*/lib; libcublas.so.<header major> first, then 13 or 12. Logs the file
+// it loaded; throws dsg::Error listing every place tried when none loads or a symbol is missing.
+// (PyTorch's nvidia-cublas is found by the scripts, which run python3 and set DSG_CUBLAS_LIB.)
 const CublasApi& cublas_api();
 
 }  // namespace dsg
