@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "runtime/error.hpp"
+#include "runtime/storage.hpp"
 #include "support/device_cases.hpp"
 #include "support/gradient_checker.hpp"
 #include "support/tolerance.hpp"
@@ -95,7 +96,35 @@ void build(const DeviceCase& c, const LayerParameter& lp, Side& s) {
 
 }  // namespace
 
-void run_device_case(const DeviceCase& c, const Context& target) {
+namespace {
+
+// Moves a side's inputs (bottom values and diffs, top diffs, parameters) to the target device
+// before a pass, so that the pass itself can be required to copy nothing.
+void upload_inputs(Side& s, const Device& d, bool diffs) {
+  for (Tensor* b : s.bottom) {
+    b->data(d);
+    if (diffs) b->diff(d);
+  }
+  if (diffs)
+    for (Tensor* t : s.top) t->diff(d);
+  for (auto& blob : s.layer->blobs()) {
+    blob->data(d);
+    blob->diff(d);
+  }
+}
+
+// CHECKs that nothing was copied between host and device since the last reset.
+void check_no_copies(const std::string& what) {
+  const TransferStats t = transfer_stats();
+  INFO(what << " copied between host and device: " << t.to_device_count << " to the device (" << t.to_device_bytes
+            << " bytes), " << t.to_host_count << " to the host (" << t.to_host_bytes << " bytes)");
+  CHECK(t.to_device_count == 0);
+  CHECK(t.to_host_count == 0);
+}
+
+}  // namespace
+
+void run_device_case(const DeviceCase& c, const Context& target, bool check_copies) {
   LayerParameter lp;
   if (!google::protobuf::TextFormat::ParseFromString(c.layer, &lp)) FAIL("case '" << c.name << "': bad prototxt");
   Side side[2];
@@ -106,14 +135,20 @@ void run_device_case(const DeviceCase& c, const Context& target) {
   if (down.empty())
     for (size_t i = 0; i < c.bottoms.size(); ++i) down.push_back(side[0].layer->allow_backward_to(int(i)));
 
-  for (int pass = 0; pass < c.passes; ++pass) {
+  const int passes = check_copies ? std::max(2, c.passes) : c.passes;
+  for (int pass = 0; pass < passes; ++pass) {
     const std::string at = c.name + (c.passes > 1 ? " pass " + std::to_string(pass) : std::string()) + ": ";
     float loss[2];
     for (int s = 0; s < 2; ++s) {
       ctx[s].phase = c.phase;
       ctx[s].seed = 7;
       ctx[s].iteration = pass;
+      // From the second pass on (buffers allocated, structure uploaded), a forward on the device
+      // copies nothing: the loss is the only value read back, as a single scalar.
+      const bool watch = s == 1 && check_copies && pass > 0;
+      if (watch) upload_inputs(side[s], ctx[s].device, false), reset_transfer_stats();
       loss[s] = side[s].layer->forward(side[s].bottom, side[s].top, ctx[s]);
+      if (watch) check_no_copies(at + "forward");
     }
     {
       INFO(at << "loss cpu " << loss[0] << " target " << loss[1]);
@@ -137,7 +172,10 @@ void run_device_case(const DeviceCase& c, const Context& target) {
         const std::vector<float> v = uniform_vector(size_t(b.count()), 500 + uint32_t(i));
         std::copy(v.begin(), v.end(), b.mutable_diff());
       }
+      const bool watch = s == 1 && check_copies && pass > 0;
+      if (watch) upload_inputs(side[s], ctx[s].device, true), reset_transfer_stats();
       side[s].layer->backward(side[s].top, down, side[s].bottom, ctx[s]);
+      if (watch) check_no_copies(at + "backward");
     }
     for (size_t i = 0; i < c.bottoms.size(); ++i)
       if (down[i])

@@ -11,6 +11,6 @@ TEST_CASE("every layer case on CUDA matches the CPU path", "[gpu][layers]") {
   Context target;
   target.device = Device::cuda(0);
   for (const test::DeviceCase& c : test::device_cases()) {
-    DYNAMIC_SECTION(c.name) { test::run_device_case(c, target); }
+    DYNAMIC_SECTION(c.name) { test::run_device_case(c, target, /*check_copies=*/true); }
   }
 }

@@ -59,9 +59,12 @@ struct DeviceCaseRegistrar {
 #define DSG_DEVICE_CASES(...) \
   static ::dsg::test::DeviceCaseRegistrar DSG_DEVICE_CASES_CAT(dsg_device_cases_, __LINE__)(__VA_ARGS__)
 
-// Runs `c` on the CPU path and on `target` (a CUDA device, or the CPU with device_code_on_host)
-// and CHECKs every comparison, naming the buffer and its first mismatching indices.
-void run_device_case(const DeviceCase& c, const Context& target);
+// Runs `c` on the CPU path and on `target` (a CUDA device, a SimulatedDevice, or the CPU with
+// device_code_on_host) and CHECKs every comparison, naming the buffer and its first mismatching
+// indices. With `check_copies` (a device target) it runs at least two passes and CHECKs that from
+// the second on neither forward nor backward copies anything between host and device once the
+// inputs are there (a host accessor in device code would).
+void run_device_case(const DeviceCase& c, const Context& target, bool check_copies = false);
 
 // Compares `n` values of a target buffer with the CPU's within the tolerance above; reports the
 // first five mismatches (index, both values, tolerance) and returns whether all matched.
