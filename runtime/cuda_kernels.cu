@@ -1,10 +1,15 @@
-// DSG's own CUDA kernels (see runtime/cuda_kernels.cuh): grid-stride loops over elements, one
-// thread per position for the softmax, fixed-shape tree reductions in double.
+// DSG's own CUDA kernels (see runtime/cuda_kernels.cuh). The element and indexed operations are
+// the launch bodies of runtime/op_kernels.hpp (one thread per element, row position, column or
+// block of four random numbers), run here in runtime/launch.cuh's grid-stride kernel; the same
+// bodies run on the host in tests/runtime/test_op_kernels.cpp. The reductions below
+// (softmax_loss, reduce, sum_by_code) stay CUDA-only kernels: they sum through shared memory in
+// fixed-shape block trees in double, which a per-item body cannot express.
 #include <cfloat>
 
 #include "runtime/cuda_check.cuh"
 #include "runtime/cuda_kernels.cuh"
-#include "runtime/rng.hpp"
+#include "runtime/launch.cuh"
+#include "runtime/op_kernels.hpp"
 
 namespace dsg {
 namespace cuda {
@@ -20,91 +25,15 @@ int blocks_for(int64_t n) {
 __device__ inline int64_t first_index() { return int64_t(blockIdx.x) * blockDim.x + threadIdx.x; }
 __device__ inline int64_t grid_stride() { return int64_t(blockDim.x) * gridDim.x; }
 
-// Launches `kernel` over n items (grid-stride loops inside) and checks the launch.
-template <class... Params, class... Args>
-void launch(void (*kernel)(Params...), int64_t n, Args... args) {
+// Runs body(i) for i < n on the current device (a grid-stride loop) and checks the launch.
+template <class Body>
+void run(int64_t n, const Body& body) {
   if (n <= 0) return;
-  kernel<<<blocks_for(n), kThreads>>>(args...);
+  detail::launch_kernel<Body><<<blocks_for(n), kThreads>>>(n, body);
   DSG_CUDA_LAUNCHED();
 }
 
-__global__ void fill_k(int64_t n, float value, float* x) {
-  for (int64_t i = first_index(); i < n; i += grid_stride()) x[i] = value;
-}
-__global__ void axpy_k(int64_t n, float a, const float* x, float* y) {
-  for (int64_t i = first_index(); i < n; i += grid_stride()) y[i] += a * x[i];
-}
-__global__ void scale_k(int64_t n, float a, float* x) {
-  for (int64_t i = first_index(); i < n; i += grid_stride()) x[i] *= a;
-}
-
-__global__ void gather_rows_k(int rows, int cols, const float* src, int ld, const int* index, float* dst) {
-  for (int64_t i = first_index(); i < int64_t(rows) * cols; i += grid_stride()) {
-    const int64_t r = i / cols, c = i % cols;
-    dst[i] = src[int64_t(index[r]) * ld + c];
-  }
-}
-__global__ void scatter_rows_k(int rows, int cols, const float* src, const int* index, float* dst, int ld, bool acc) {
-  for (int64_t i = first_index(); i < int64_t(rows) * cols; i += grid_stride()) {
-    const int64_t r = i / cols, c = i % cols;
-    float* d = dst + int64_t(index[r]) * ld + c;
-    *d = acc ? *d + src[i] : src[i];
-  }
-}
-__global__ void gather_cols_k(int rows, int cols, const float* src, int ld, const int* index, float* dst) {
-  for (int64_t i = first_index(); i < int64_t(rows) * cols; i += grid_stride()) {
-    const int64_t r = i / cols, c = i % cols;
-    dst[i] = src[r * ld + index[c]];
-  }
-}
-__global__ void scatter_cols_k(int rows, int cols, const float* src, const int* index, float* dst, int ld, bool acc) {
-  for (int64_t i = first_index(); i < int64_t(rows) * cols; i += grid_stride()) {
-    const int64_t r = i / cols, c = i % cols;
-    float* d = dst + r * ld + index[c];
-    *d = acc ? *d + src[i] : src[i];
-  }
-}
-__global__ void broadcast_rows_k(int rows, int cols, const float* b, float* y) {
-  for (int64_t i = first_index(); i < int64_t(rows) * cols; i += grid_stride()) y[i] = b[i % cols];
-}
-__global__ void column_sums_k(int rows, int cols, const float* x, float* s) {
-  for (int64_t c = first_index(); c < cols; c += grid_stride()) {
-    float acc = 0.0f;
-    for (int64_t r = 0; r < rows; ++r) acc += x[r * cols + c];
-    s[c] += acc;
-  }
-}
-
-__global__ void relu_forward_k(int64_t n, float slope, const float* x, float* y) {
-  for (int64_t i = first_index(); i < n; i += grid_stride()) {
-    const float v = x[i];
-    y[i] = fmaxf(v, 0.0f) + slope * fminf(v, 0.0f);
-  }
-}
-__global__ void relu_backward_k(int64_t n, float slope, const float* y, const float* dy, float* dx) {
-  for (int64_t i = first_index(); i < n; i += grid_stride()) dx[i] = dy[i] * (slope + (1.0f - slope) * float(y[i] > 0.0f));
-}
-__global__ void apply_mask_k(int64_t n, const uint8_t* mask, float* x) {
-  for (int64_t i = first_index(); i < n; i += grid_stride()) x[i] = mask[i] ? x[i] : 0.0f;
-}
-__global__ void lookup_k(int64_t n, const uint8_t* codes, const float* table, float* y) {
-  for (int64_t i = first_index(); i < n; i += grid_stride()) y[i] = table[codes[i]];
-}
-__global__ void scale_by_code_k(int64_t n, const uint8_t* codes, const float* table, float* x) {
-  for (int64_t i = first_index(); i < n; i += grid_stride()) x[i] *= table[codes[i]];
-}
-
-__global__ void softmax_k(int64_t positions, int64_t C, int64_t inner, const float* x, float* p) {
-  for (int64_t k = first_index(); k < positions; k += grid_stride()) {
-    const int64_t base = (k / inner) * C * inner + k % inner;
-    float mx = x[base];
-    for (int64_t c = 1; c < C; ++c) mx = fmaxf(mx, x[base + c * inner]);
-    float sum = 0.0f;
-    for (int64_t c = 0; c < C; ++c) sum += (p[base + c * inner] = expf(x[base + c * inner] - mx));
-    const float inv = 1.0f / sum;
-    for (int64_t c = 0; c < C; ++c) p[base + c * inner] *= inv;
-  }
-}
+// The reductions: CUDA-only kernels (shared memory, block trees), not launch bodies.
 
 // One block: every thread sums its positions, then a tree over the block.
 __global__ void softmax_loss_k(int64_t positions, int64_t C, int64_t inner, const float* p, const float* label,
@@ -142,62 +71,6 @@ __global__ void softmax_loss_k(int64_t positions, int64_t C, int64_t inner, cons
     const double n = fmax(1.0, by_valid ? double(valid[0]) : fixed);
     loss[0] = bad ? __int_as_float(0x7fc00000) : float(total[0] / n);
     normalizer[0] = float(n);
-  }
-}
-
-__global__ void softmax_loss_backward_k(int64_t positions, int64_t C, int64_t inner, const float* p,
-                                        const float* label, bool has_ignore, int ignore_label,
-                                        const float* top_diff, const float* normalizer, float* dx) {
-  const float scale = float(double(top_diff[0]) / double(normalizer[0]));
-  for (int64_t k = first_index(); k < positions; k += grid_stride()) {
-    const int64_t base = (k / inner) * C * inner + k % inner;
-    const bool ignored = has_ignore && label[k] == float(ignore_label);
-    const int64_t target = int64_t(label[k]);
-    for (int64_t c = 0; c < C; ++c)
-      dx[base + c * inner] = ignored ? 0.0f : (p[base + c * inner] - (c == target ? 1.0f : 0.0f)) * scale;
-  }
-}
-
-__global__ void uniform_k(int64_t n, uint64_t seed, uint64_t stream, float* x) {
-  for (int64_t b = first_index(); b < (n + 3) / 4; b += grid_stride()) {
-    float u[4];
-    counter_uniform4(seed, stream, uint64_t(b), u);
-    for (int64_t j = 4 * b; j < n && j < 4 * b + 4; ++j) x[j] = u[j - 4 * b];
-  }
-}
-
-__global__ void sgd_step_k(int64_t n, float m, float rate, float* g, float* v) {
-  for (int64_t k = first_index(); k < n; k += grid_stride()) {
-    v[k] = m * v[k] + rate * g[k];
-    g[k] = v[k];
-  }
-}
-__global__ void nesterov_step_k(int64_t n, float m, float rate, float* g, float* v) {
-  for (int64_t k = first_index(); k < n; k += grid_stride()) {
-    const float prev = v[k];
-    v[k] = m * v[k] + rate * g[k];
-    g[k] = (1 + m) * v[k] - m * prev;
-  }
-}
-__global__ void adam_step_k(int64_t n, float b1, float b2, float eps, float step_scale, float* g, float* m, float* v) {
-  for (int64_t k = first_index(); k < n; k += grid_stride()) {
-    m[k] = b1 * m[k] + (1 - b1) * g[k];
-    v[k] = b2 * v[k] + (1 - b2) * g[k] * g[k];
-    g[k] = step_scale * m[k] / (sqrtf(v[k]) + eps);
-  }
-}
-__global__ void l2_decay_k(int64_t n, float decay, const float* w, float* g) {
-  for (int64_t k = first_index(); k < n; k += grid_stride()) g[k] += decay * w[k];
-}
-__global__ void l1_decay_k(int64_t n, float decay, const float* w, float* g) {
-  for (int64_t k = first_index(); k < n; k += grid_stride()) g[k] += decay * float((w[k] > 0) - (w[k] < 0));
-}
-__global__ void sgd_l2_update_k(int64_t n, float m, float rate, float decay, float* w, float* g, float* v) {
-  for (int64_t k = first_index(); k < n; k += grid_stride()) {
-    const float step = m * v[k] + rate * (g[k] + decay * w[k]);
-    v[k] = step;
-    w[k] -= step;
-    g[k] = 0.0f;
   }
 }
 
@@ -249,36 +122,36 @@ __global__ void sum_by_code_k(int64_t n, const uint8_t* codes, const float* x, d
 
 }  // namespace
 
-void fill(int64_t n, float value, float* x) { launch(fill_k, n, n, value, x); }
-void axpy(int64_t n, float alpha, const float* x, float* y) { launch(axpy_k, n, n, alpha, x, y); }
-void scale(int64_t n, float alpha, float* x) { launch(scale_k, n, n, alpha, x); }
+void fill(int64_t n, float value, float* x) { run(n, opk::Fill{value, x}); }
+void axpy(int64_t n, float alpha, const float* x, float* y) { run(n, opk::Axpy{alpha, x, y}); }
+void scale(int64_t n, float alpha, float* x) { run(n, opk::Scale{alpha, x}); }
 void gather_rows(int rows, int cols, const float* src, int ld, const int* index, float* dst) {
-  launch(gather_rows_k, int64_t(rows) * cols, rows, cols, src, ld, index, dst);
+  run(int64_t(rows) * cols, opk::GatherRows{cols, src, ld, index, dst});
 }
 void scatter_rows(int rows, int cols, const float* src, const int* index, float* dst, int ld, bool acc) {
-  launch(scatter_rows_k, int64_t(rows) * cols, rows, cols, src, index, dst, ld, acc);
+  run(int64_t(rows) * cols, opk::ScatterRows{cols, src, index, dst, ld, acc});
 }
 void gather_cols(int rows, int cols, const float* src, int ld, const int* index, float* dst) {
-  launch(gather_cols_k, int64_t(rows) * cols, rows, cols, src, ld, index, dst);
+  run(int64_t(rows) * cols, opk::GatherCols{cols, src, ld, index, dst});
 }
 void scatter_cols(int rows, int cols, const float* src, const int* index, float* dst, int ld, bool acc) {
-  launch(scatter_cols_k, int64_t(rows) * cols, rows, cols, src, index, dst, ld, acc);
+  run(int64_t(rows) * cols, opk::ScatterCols{cols, src, index, dst, ld, acc});
 }
 void broadcast_rows(int rows, int cols, const float* b, float* y) {
-  launch(broadcast_rows_k, int64_t(rows) * cols, rows, cols, b, y);
+  run(int64_t(rows) * cols, opk::BroadcastRows{cols, b, y});
 }
-void column_sums(int rows, int cols, const float* x, float* s) { launch(column_sums_k, cols, rows, cols, x, s); }
-void relu_forward(int64_t n, float slope, const float* x, float* y) { launch(relu_forward_k, n, n, slope, x, y); }
+void column_sums(int rows, int cols, const float* x, float* s) { run(cols, opk::ColumnSums{rows, cols, x, s}); }
+void relu_forward(int64_t n, float slope, const float* x, float* y) { run(n, opk::ReluForward{slope, x, y}); }
 void relu_backward(int64_t n, float slope, const float* y, const float* dy, float* dx) {
-  launch(relu_backward_k, n, n, slope, y, dy, dx);
+  run(n, opk::ReluBackward{slope, y, dy, dx});
 }
-void apply_mask(int64_t n, const uint8_t* mask, float* x) { launch(apply_mask_k, n, n, mask, x); }
-void lookup(int64_t n, const uint8_t* codes, const float* table, float* y) { launch(lookup_k, n, n, codes, table, y); }
+void apply_mask(int64_t n, const uint8_t* mask, float* x) { run(n, opk::ApplyMask{mask, x}); }
+void lookup(int64_t n, const uint8_t* codes, const float* table, float* y) { run(n, opk::Lookup{codes, table, y}); }
 void scale_by_code(int64_t n, const uint8_t* codes, const float* table, float* x) {
-  launch(scale_by_code_k, n, n, codes, table, x);
+  run(n, opk::ScaleByCode{codes, table, x});
 }
 void softmax(int64_t outer, int64_t C, int64_t inner, const float* x, float* p) {
-  launch(softmax_k, outer * inner, outer * inner, C, inner, x, p);
+  run(outer * inner, opk::Softmax{C, inner, x, p});
 }
 void softmax_loss(int64_t outer, int64_t C, int64_t inner, const float* p, const float* label, bool has_ignore,
                   int ignore_label, LossNormalizer norm, float* loss, float* normalizer) {
@@ -289,19 +162,18 @@ void softmax_loss(int64_t outer, int64_t C, int64_t inner, const float* p, const
 void softmax_loss_backward(int64_t outer, int64_t C, int64_t inner, const float* p, const float* label,
                            bool has_ignore, int ignore_label, const float* top_diff, const float* normalizer,
                            float* dx) {
-  launch(softmax_loss_backward_k, outer * inner, outer * inner, C, inner, p, label, has_ignore, ignore_label,
-             top_diff, normalizer, dx);
+  run(outer * inner, opk::SoftmaxLossBackward{C, inner, p, label, has_ignore, ignore_label, top_diff, normalizer, dx});
 }
-void uniform(int64_t n, uint64_t seed, uint64_t stream, float* x) { launch(uniform_k, (n + 3) / 4, n, seed, stream, x); }
-void sgd_step(int64_t n, float m, float rate, float* g, float* v) { launch(sgd_step_k, n, n, m, rate, g, v); }
-void nesterov_step(int64_t n, float m, float rate, float* g, float* v) { launch(nesterov_step_k, n, n, m, rate, g, v); }
+void uniform(int64_t n, uint64_t seed, uint64_t stream, float* x) { run((n + 3) / 4, opk::Uniform{n, seed, stream, x}); }
+void sgd_step(int64_t n, float m, float rate, float* g, float* v) { run(n, opk::SgdStep{m, rate, g, v}); }
+void nesterov_step(int64_t n, float m, float rate, float* g, float* v) { run(n, opk::NesterovStep{m, rate, g, v}); }
 void adam_step(int64_t n, float b1, float b2, float eps, float step_scale, float* g, float* m, float* v) {
-  launch(adam_step_k, n, n, b1, b2, eps, step_scale, g, m, v);
+  run(n, opk::AdamStep{b1, b2, eps, step_scale, g, m, v});
 }
-void l2_decay(int64_t n, float decay, const float* w, float* g) { launch(l2_decay_k, n, n, decay, w, g); }
-void l1_decay(int64_t n, float decay, const float* w, float* g) { launch(l1_decay_k, n, n, decay, w, g); }
+void l2_decay(int64_t n, float decay, const float* w, float* g) { run(n, opk::L2Decay{decay, w, g}); }
+void l1_decay(int64_t n, float decay, const float* w, float* g) { run(n, opk::L1Decay{decay, w, g}); }
 void sgd_l2_update(int64_t n, float m, float rate, float decay, float* w, float* g, float* v) {
-  launch(sgd_l2_update_k, n, n, m, rate, decay, w, g, v);
+  run(n, opk::SgdL2Update{m, rate, decay, w, g, v});
 }
 
 void reduce(Reduce kind, int64_t n, const float* x, const float* y, double* partials, double* out) {

@@ -1,7 +1,9 @@
 // Launchers of DSG's own CUDA kernels (runtime/cuda_kernels.cu), one per DeviceOps operation that
 // cuBLAS does not cover. Arguments are as in runtime/ops.hpp; pointers are device memory of the
 // current device; every launcher checks its launch. Launches go to the default stream, so each
-// kernel sees the results of the previous one.
+// kernel sees the results of the previous one. The element and indexed operations run the launch
+// bodies of runtime/op_kernels.hpp (tested on the host against the CPU ops); the reductions
+// (softmax_loss, reduce, sum_by_code) are CUDA-only kernels with shared-memory block trees.
 #pragma once
 #include <cstdint>
 
