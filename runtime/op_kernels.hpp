@@ -126,8 +126,10 @@ struct ReluForward {
   const float* x;
   float* y;
   DSG_HOST_DEVICE void operator()(int64_t i) const {
+    // std::max / std::min's comparisons (as the CPU ops), so a NaN input stays NaN (fmaxf would
+    // turn it into 0 and hide a diverging run from the NaN check).
     const float v = x[i];
-    y[i] = fmaxf(v, 0.0f) + slope * fminf(v, 0.0f);
+    y[i] = (v < 0.0f ? 0.0f : v) + slope * (0.0f < v ? 0.0f : v);
   }
 };
 
