@@ -118,7 +118,14 @@ TEST_CASE("the modes a configuration uses are refused where the layer has no ker
                     Catch::Contains("layer 'd'") && Catch::Contains("no active outputs") && Catch::Contains("device cpu"));
   Context cuda;
   cuda.device = Device::cuda(0);
-  CHECK_THROWS_WITH(layer.forward({&x}, {&y}, cuda), Catch::Contains("device cuda:0"));
+  if (cuda_built())
+    CHECK_THROWS_WITH(layer.forward({&x}, {&y}, cuda), Catch::Contains("device cuda:0"));
+  else  // a CPU-only build refuses any CUDA run first
+    CHECK_THROWS_WITH(layer.forward({&x}, {&y}, cuda), Catch::Contains("cuda:0") && Catch::Contains("no CUDA backend"));
+  // The device code's refusal, also in a CPU-only build: the device code run on the host.
+  Context host;
+  host.device_code_on_host = true;
+  CHECK_THROWS_WITH(layer.forward({&x}, {&y}, host), Catch::Contains("layer 'd'") && Catch::Contains("device cuda"));
 
   // Configuration alone asks for modes: the LSTM's fixed point, DSG on an InnerProduct.
   auto lstm = create_layer(layer_param("name: 'l' type: 'LSTM' recurrent_param { num_output: 3 } fixed_point_param { }"));
