@@ -1,6 +1,6 @@
-// Plane-level kernels of the Convolution layer (layers/convolution.cpp): im2col of one input
+// Plane-level kernels of the Convolution layer (layers/convolution.cpp, convolution_dsg.cpp): im2col of one input
 // plane into kh kw column rows and its adjoint col2im, plus small row helpers. Header-only so
-// that they inline into the layer's loops; used by convolution.cpp alone.
+// that they inline into the layer's loops; used by the Convolution layer alone (layers/convolution*.cpp).
 #pragma once
 #include <algorithm>
 #include <cstdint>

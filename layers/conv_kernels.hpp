@@ -1,4 +1,4 @@
-// Device kernel bodies of the Convolution layer (layers/convolution.cpp), for runtime/launch.hpp:
+// Device kernel bodies of the Convolution layer (layers/convolution_device.cpp), for runtime/launch.hpp:
 // im2col of a chunk of images (one thread per column entry), col2im as one thread per input
 // pixel summing its column entries in a fixed order (the CPU path's: kernel columns outer, rows
 // inner; no atomics), the reorders between the GEMM layout [rows, nb Ho Wo] and NCHW, the bias
