@@ -1,4 +1,4 @@
-// Device cases: Convolution (dense and structured), Pooling, BatchNorm.
+// Device cases: Convolution (dense and structured; layers/convolution_device.cpp), Pooling, BatchNorm.
 #include <catch2/catch.hpp>
 
 #include <string>

@@ -3,6 +3,7 @@
 // position, BATCH_SHARED one set for the batch (and shrinks the GEMM through active_outputs);
 // numerical gradients through the selection; the Net's double mask after BatchNorm / Scale; the
 // cost accounting; configuration errors.
+// (Convolution's DSG path: layers/convolution_dsg.cpp.)
 #include <catch2/catch.hpp>
 
 #include <algorithm>

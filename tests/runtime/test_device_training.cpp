@@ -21,6 +21,7 @@
 #include "runtime/simulated_device.hpp"
 #include "runtime/solver.hpp"
 #include "sparsity/controller.hpp"
+#include "support/solver_configs.hpp"
 
 using namespace dsg;
 
@@ -127,12 +128,6 @@ std::string mlp_solver(int max_iter, const std::string& pass, const std::string&
          "max_iter: " + std::to_string(max_iter) + "\n random_seed: 5\n" + extra;
 }
 
-LoadedConfig load_text(const test::TempDir& dir, const std::string& text) {
-  const std::string path = dir.file("solver.prototxt");
-  std::ofstream(path) << text;
-  return load_solver_config(path);
-}
-
 Context make_ctx(bool device, bool check = false) {
   Context ctx;
   ctx.seed = 5;
@@ -163,7 +158,7 @@ struct RunResult {
 // snapshot to continue from.
 RunResult train(const test::TempDir& dir, const std::string& text, bool device, const std::string& prefix,
                 const std::string& resume = "", bool check = true, std::vector<uint64_t>* host_copies = nullptr) {
-  LoadedConfig c = load_text(dir, text);
+  LoadedConfig c = test::load_config(dir, text);
   Solver solver(c.solver, c.net_locations, make_ctx(device, check && device), dir.file(prefix));
   SparsityController& sparsity = install_sparsity(solver);
   if (host_copies) solver.add_hooks(std::make_unique<HostCopyRecorder>(host_copies));
@@ -275,10 +270,7 @@ TEST_CASE("pruning masks and quantizers apply on the device as on the CPU", "[de
       "phase { mode: PRUNE start_iter: 16 } phase { mode: QUANTIZE start_iter: 20 lr_mult: 0.5 } }\n"
       "weight_decay: 0.001\n";
   std::string text = mlp_solver(32, "pass", schedule);
-  auto add = [&](const std::string& layer, const std::string& field) {
-    const std::string anchor = "layer { name: \"" + layer + "\"";
-    text.insert(text.find(anchor) + anchor.size(), " " + field);
-  };
+  auto add = [&](const std::string& layer, const std::string& field) { text = test::with_layer_field(text, layer, field); };
   add("ip1", "sparsity_param { policy: \"magnitude\" target_sparsity: 0.6 force: true }");
   add("ip1", "quant_param { bits: 3 }");
   add("ip2", "sparsity_param { policy: \"magnitude\" target_sparsity: 0.3 force: true }");
@@ -287,7 +279,7 @@ TEST_CASE("pruning masks and quantizers apply on the device as on the CPU", "[de
   RunResult host_code;
   {
     // The device code run on the host (ctx.device_code_on_host) gives the same training.
-    LoadedConfig c = load_text(dir, text);
+    LoadedConfig c = test::load_config(dir, text);
     Context ctx = make_ctx(false);
     ctx.device_code_on_host = true;
     Solver solver(c.solver, c.net_locations, ctx, dir.file("hdc"));
@@ -326,10 +318,7 @@ TEST_CASE("a snapshot written on the device resumes on the CPU, and back", "[dev
   std::string text = mlp_solver(24, "pass",
                                 "snapshot: 12\n"
                                 "schedule { phase { mode: PRUNE start_iter: 4 } phase { mode: QUANTIZE start_iter: 8 } }\n");
-  auto add = [&](const std::string& layer, const std::string& field) {
-    const std::string anchor = "layer { name: \"" + layer + "\"";
-    text.insert(text.find(anchor) + anchor.size(), " " + field);
-  };
+  auto add = [&](const std::string& layer, const std::string& field) { text = test::with_layer_field(text, layer, field); };
   add("ip1", "sparsity_param { policy: \"magnitude\" target_sparsity: 0.5 force: true }");
   add("ip2", "quant_param { method: TTQ threshold: 0.2 force: true }");
   const RunResult cpu = train(dir, text, false, "cpu");
@@ -357,10 +346,9 @@ TEST_CASE("a snapshot written on the device resumes on the CPU, and back", "[dev
 TEST_CASE("device support is checked for the modes a sparsity schedule will switch on", "[device_training]") {
   test::TempDir dir;
   std::string text = mlp_solver(8, "pass", "schedule { phase { mode: PRUNE start_iter: 2 } }\n");
-  const std::string anchor = "layer { name: \"ip1\"";
-  text.insert(text.find(anchor) + anchor.size(),
-              " sparsity_param { policy: \"magnitude\" granularity: FILTER target_sparsity: 0.5 force: true }");
-  LoadedConfig c = load_text(dir, text);
+  text = test::with_layer_field(text, "ip1",
+                                "sparsity_param { policy: \"magnitude\" granularity: FILTER target_sparsity: 0.5 force: true }");
+  LoadedConfig c = test::load_config(dir, text);
   Context ctx = make_ctx(false);
   ctx.device_code_on_host = true;
   Solver solver(c.solver, c.net_locations, ctx, dir.file("p"));

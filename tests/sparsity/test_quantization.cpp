@@ -3,6 +3,7 @@
 // (including the minus sign of dL/dW_n), and end-to-end through the Solver: prune -> quantize ->
 // fine-tune keeps every weight on its codebook and every pruned weight at zero, snapshots carry
 // the quantizer state and a resumed run continues bit-identically.
+// (sparsity/kmeans_quantizer.cpp, sparsity/ttq_quantizer.cpp.)
 #include <catch2/catch.hpp>
 
 #include <cmath>

@@ -108,10 +108,7 @@ inline std::string small_lenet_sparse_solver(const std::string& dir, int max_ite
   std::string text = small_lenet_solver(dir, max_iter) +
                      "schedule { phase { mode: GRADUAL start_iter: 6 prune_interval: 4 } "
                      "phase { mode: PRUNE start_iter: 14 } phase { mode: QUANTIZE start_iter: 20 lr_mult: 0.5 } }\n";
-  auto add = [&](const std::string& layer, const std::string& field) {
-    const std::string anchor = "layer { name: \"" + layer + "\"";
-    text.insert(text.find(anchor) + anchor.size(), " " + field);
-  };
+  auto add = [&](const std::string& layer, const std::string& field) { text = with_layer_field(text, layer, field); };
   add("conv2", "sparsity_param { policy: \"magnitude\" target_sparsity: 0.5 force: true }");
   add("ip1", "sparsity_param { policy: \"magnitude\" target_sparsity: 0.7 force: true }");
   add("ip1", "quant_param { bits: 4 }");
