@@ -1,6 +1,10 @@
 // dsgtrain: trains a net from a solver prototxt.
-//   dsgtrain CONFIG [--epochs E | --iterations N] [--threads T] [--device cpu|cuda[:N]] [--seed S]
-//            [--data DIR] [--output DIR] [--resume FILE] [--check-transfers] [--profile]
+//   [mpirun -np R] dsgtrain CONFIG [--epochs E | --iterations N] [--threads T] [--device cpu|cuda[:N]]
+//            [--seed S] [--data DIR] [--output DIR] [--resume FILE] [--check-transfers] [--profile]
+//            [--comm-timeout S] [--check-replicas N]
+// Under mpirun every rank trains on its share of each global batch (distributed/ranks.hpp,
+// Solver::set_communicator); rank 0 logs, writes metrics and snapshots, the others log only
+// errors. An error on any rank ends the whole job (Communicator::abort).
 // --device host-device-code (a test aid) runs the layers' device code on the host
 // (Context::device_code_on_host), so a whole run exercises the device path on a CPU machine.
 // --check-transfers makes every layer's forward / backward and the solver update throw if they
@@ -21,6 +25,8 @@
 #include "apps/fast_blas.hpp"
 #include "apps/tool_main.hpp"
 #include "datasets/data_paths.hpp"
+#include "distributed/dgc_exchange.hpp"
+#include "distributed/ranks.hpp"
 #include "runtime/config.hpp"
 #include "runtime/device.hpp"
 #include "runtime/error.hpp"
@@ -46,6 +52,8 @@ struct Options {
   std::string data_dir, output_dir, resume;
   bool profile = false;
   bool check_transfers = false;
+  double comm_timeout = 30;
+  int check_replicas = 0;
 };
 
 std::string json_number(double v) {
@@ -65,6 +73,7 @@ std::string metrics_line(const TestReport& r) {
                             json_number(r.epoch).c_str(), json_number(r.train_loss).c_str(), json_number(r.loss).c_str());
   for (const auto& kv : r.outputs) line += ", \"" + kv.first + "\": " + json_number(kv.second);
   line += ", \"images_per_sec\": " + json_number(r.images_per_sec);
+  if (r.exchange_bytes_per_iter > 0) line += ", \"exchange_bytes_per_iter\": " + json_number(r.exchange_bytes_per_iter);
   const NetCost& c = r.train_cost;
   if (c.dense_forward_macs > 0)
     line += ", \"train_macs_dense\": " + json_number(c.dense_training_ops()) + ", \"train_macs\": " +
@@ -91,7 +100,9 @@ void log_layer_times(const Net& net) {
   log_info(strfmt("    %-24s %-16s forward %9.3f ms  backward %9.3f ms", "total", "", total_f, total_b));
 }
 
-int run(const Options& opt) {
+int run(const Options& opt, Communicator& comm) {
+  const bool lead = comm.rank() == 0;  // rank 0 logs, writes metrics and snapshots
+  if (!lead) set_log_errors_only();
   LoadedConfig config = load_solver_config(opt.config);
   SolverParameter& solver_param = config.solver;
   resolve_data_sources(*solver_param.mutable_net_param(), config.config_dir, opt.data_dir);
@@ -112,24 +123,42 @@ int run(const Options& opt) {
   if (opt.seed_given) seed = uint64_t(opt.seed);
   else if (solver_param.random_seed() >= 0) seed = uint64_t(solver_param.random_seed());
   else seed = uint64_t(std::chrono::system_clock::now().time_since_epoch().count());
+  comm.broadcast(&seed, sizeof(seed), 0);  // every rank draws the same patterns
   ctx.seed = seed;
   solver_param.set_random_seed(int64_t(seed));
 
-  int threads = opt.threads > 0 ? opt.threads : int(std::max(1u, std::thread::hardware_concurrency()));
+  // By default the ranks on one machine share its cores.
+  int threads = opt.threads > 0 ? opt.threads
+                                : std::max(1, int(std::max(1u, std::thread::hardware_concurrency())) / launched_local_ranks());
   set_num_threads(threads);
 
   std::string stem = fs::path(opt.config).stem().string();
   fs::path output = opt.output_dir.empty() ? fs::path("out") / stem : fs::path(opt.output_dir);
-  fs::create_directories(output);
+  if (lead) fs::create_directories(output);
   std::string prefix = solver_param.has_snapshot_prefix() ? solver_param.snapshot_prefix() : stem;
   if (!fs::path(prefix).is_absolute()) prefix = (output / fs::path(prefix).filename()).string();
 
-  log_info(strfmt("dsgtrain: config %s, device %s%s%s, %d thread(s), %s, seed %llu (pass --seed %llu to reproduce)",
-                  opt.config.c_str(), ctx.device.name().c_str(),
+  log_info(strfmt("dsgtrain: config %s, %s, device %s%s%s, %d thread(s)%s, %s, seed %llu (pass --seed %llu to reproduce)",
+                  opt.config.c_str(), comm.describe().c_str(), ctx.device.name().c_str(),
                   ctx.device_code_on_host ? " (device code on the host)" : "",
-                  ctx.check_transfers ? ", transfer check on" : "", threads, apps::blas_kernel_note().c_str(), static_cast<unsigned long long>(seed),
+                  ctx.check_transfers ? ", transfer check on" : "", threads, comm.size() > 1 ? " per rank" : "",
+                  apps::blas_kernel_note().c_str(), static_cast<unsigned long long>(seed),
                   static_cast<unsigned long long>(seed)));
   Solver solver(solver_param, config.net_locations, ctx, prefix);
+  solver.set_communicator(comm);  // shards the data layers when there are several ranks
+  const auto method = solver_param.gradient_exchange().method();
+  if (comm.size() > 1) {
+    if (method == GradientExchangeParameter::DGC)
+      solver.set_gradient_exchange(std::make_unique<DgcExchange>(solver.train_net(), comm, solver_param, ctx.device));
+    log_info(strfmt("Data parallel: %s; global batch %lld (%lld per rank); gradient exchange: %s",
+                    comm.describe().c_str(), static_cast<long long>(solver.samples_per_iter() / solver_param.iter_size()),
+                    static_cast<long long>(solver.samples_per_iter() / solver_param.iter_size() / comm.size()),
+                    solver.gradient_exchange()->describe().c_str()));
+  } else if (method != GradientExchangeParameter::DENSE) {
+    log_warn("gradient_exchange " + GradientExchangeParameter::Method_Name(method) +
+             " applies to several ranks (mpirun -np N); one process exchanges nothing");
+  }
+  solver.set_replica_check(opt.check_replicas);
 
   if (opt.epochs > 0 || opt.iterations > 0) {
     int64_t max_iter = opt.iterations;
@@ -157,14 +186,17 @@ int run(const Options& opt) {
                   static_cast<long long>(solver.train_set_size()), prefix.c_str()));
 
   std::string metrics_path = (output / "metrics.jsonl").string();
-  std::ofstream metrics(metrics_path, opt.resume.empty() ? std::ios::trunc : std::ios::app);
-  if (!metrics) throw Error("cannot write " + metrics_path);
-  solver.on_test = [&](const TestReport& r) {
-    metrics << metrics_line(r) << "\n";
-    metrics.flush();
-  };
+  std::ofstream metrics;
+  if (lead) {
+    metrics.open(metrics_path, opt.resume.empty() ? std::ios::trunc : std::ios::app);
+    if (!metrics) throw Error("cannot write " + metrics_path);
+    solver.on_test = [&](const TestReport& r) {
+      metrics << metrics_line(r) << "\n";
+      metrics.flush();
+    };
+  }
 
-  const bool tty = ::isatty(STDERR_FILENO);
+  const bool tty = lead && ::isatty(STDERR_FILENO);
   auto start = std::chrono::steady_clock::now();
   auto last_draw = start;
   const int start_iter = solver.iter();
@@ -188,10 +220,16 @@ int run(const Options& opt) {
   if (opt.profile) log_layer_times(solver.train_net());
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() -
                 solver.overhead_seconds();
-  log_info(strfmt("Trained %d iterations in %.2f s of training (%.0f images/s, tests and snapshots excluded); "
+  log_info(strfmt("Trained %d iterations in %.2f s of training (%.0f images/s%s, tests and snapshots excluded); "
                   "metrics: %s; model: %s",
                   solver.iter() - start_iter, secs, secs > 0 ? double(solver.iter() - start_iter) * solver.samples_per_iter() / secs : 0.0,
+                  comm.size() > 1 ? strfmt(" over %d ranks", comm.size()).c_str() : "",
                   metrics_path.c_str(), solver.last_snapshot().c_str()));
+  if (GradientExchange* exchange = solver.gradient_exchange())
+    log_info(strfmt("Gradient exchange (%s): %llu bytes sent per rank and iteration (dense: %llu, %.1fx less)",
+                    exchange->describe().c_str(), static_cast<unsigned long long>(exchange->last_bytes()),
+                    static_cast<unsigned long long>(exchange->dense_bytes()),
+                    exchange->last_bytes() ? double(exchange->dense_bytes()) / double(exchange->last_bytes()) : 0.0));
   return 0;
 }
 
@@ -215,11 +253,25 @@ int main(int argc, char** argv) {
   app.add_option("--output", opt.output_dir, "directory for snapshots and metrics.jsonl (default out/<config>)");
   app.add_option("--resume", opt.resume, "continue from a .dsgmodel snapshot");
   app.add_flag("--profile", opt.profile, "log each layer's forward / backward time per training iteration at the end");
+  app.add_option("--comm-timeout", opt.comm_timeout,
+                 "under mpirun: seconds to wait for the other ranks before ending the job (default 30)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--check-replicas", opt.check_replicas,
+                 "under mpirun (debug): compare the ranks' weights every N iterations, not only at snapshots")
+      ->check(CLI::NonNegativeNumber);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
   opt.seed_given = app.count("--seed") > 0;
-  return dsg::apps::run_reporting_errors("dsgtrain", [&] { return run(opt); });
+  std::unique_ptr<Communicator> comm;
+  int status = dsg::apps::run_reporting_errors("dsgtrain", [&] {
+    comm = connect_ranks(opt.comm_timeout);
+    return run(opt, *comm);
+  });
+  // An error on one rank of several: the others may wait in a collective this rank will never
+  // join, so the whole job ends here (mpirun reports it).
+  if (status != 0 && comm && comm->size() > 1) comm->abort(status);
+  return status;
 }

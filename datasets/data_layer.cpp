@@ -66,7 +66,7 @@ void DataLayer::layer_setup(const TensorVec&, const TensorVec& top, std::mt19937
   if (seq_len_ > 0) {
     if (param_.has_transform_param())
       throw Error(where() + "transform_param does not apply to TEXT sequences", "remove transform_param");
-    batch_size_ = static_cast<int>(dp.batch_size());
+    batch_size_ = global_batch_ = static_cast<int>(dp.batch_size());
     shuffle_ = phase_ == TRAIN && dp.shuffle();
     prefetch_data_.assign(size_t(batch_size_) * size_t(seq_len_), 0.0f);
     prefetch_labels_.assign(size_t(batch_size_) * size_t(seq_len_), 0.0f);
@@ -78,7 +78,7 @@ void DataLayer::layer_setup(const TensorVec&, const TensorVec& top, std::mt19937
   channels_ = shape[0];
   height_ = shape[1];
   width_ = shape[2];
-  batch_size_ = static_cast<int>(dp.batch_size());
+  batch_size_ = global_batch_ = static_cast<int>(dp.batch_size());
   shuffle_ = phase_ == TRAIN && dp.shuffle();
   mirror_ = phase_ == TRAIN && tp.mirror();
   scale_ = tp.scale();
@@ -154,7 +154,7 @@ void DataLayer::transform(const uint8_t* pixels, int64_t k, uint64_t seed, float
 void DataLayer::fill_batch(int64_t batch, uint64_t seed, float* data, float* labels) {
   if (seq_len_ > 0) {  // window j's step t goes to t * N + j (time-major)
     for (int j = 0; j < batch_size_; ++j) {
-      const uint8_t* s = source_->pixels(sample_at(batch * batch_size_ + j, seed));
+      const uint8_t* s = source_->pixels(sample_at(batch * global_batch_ + shard_offset_ + j, seed));
       for (int t = 0; t < seq_len_; ++t) {
         data[size_t(t) * batch_size_ + j] = float(s[t]);
         labels[size_t(t) * batch_size_ + j] = float(s[t + 1]);
@@ -164,7 +164,7 @@ void DataLayer::fill_batch(int64_t batch, uint64_t seed, float* data, float* lab
   }
   const size_t sample = size_t(channels_) * out_h_ * out_w_;
   for (int j = 0; j < batch_size_; ++j) {
-    const int64_t k = batch * batch_size_ + j;
+    const int64_t k = batch * global_batch_ + shard_offset_ + j;
     const int64_t i = sample_at(k, seed);
     transform(source_->pixels(i), k, seed, data + size_t(j) * sample);
     labels[j] = float(source_->label(i));
@@ -222,6 +222,22 @@ void DataLayer::seek(int64_t batch_index) {
   if (batch_index < 0) throw Error(where() + strfmt("seek to negative batch %lld", (long long)batch_index));
   stop_worker();
   cursor_ = batch_index;
+}
+
+void DataLayer::set_shard(int index, int count) {
+  if (count < 1 || index < 0 || index >= count)
+    throw Error(where() + strfmt("shard %d of %d does not exist", index, count));
+  if (global_batch_ % count != 0)
+    throw Error(where() + strfmt("batch_size %d does not split evenly over %d ranks", global_batch_, count),
+                strfmt("use a batch_size divisible by %d (it is the global batch; each rank takes batch_size / ranks)",
+                       count));
+  stop_worker();
+  batch_size_ = global_batch_ / count;
+  shard_offset_ = index * batch_size_;
+  const size_t steps = seq_len_ > 0 ? size_t(seq_len_) : 1;
+  const size_t sample = seq_len_ > 0 ? 1 : size_t(channels_) * out_h_ * out_w_;
+  prefetch_data_.assign(size_t(batch_size_) * steps * sample, 0.0f);
+  prefetch_labels_.assign(size_t(batch_size_) * steps, 0.0f);
 }
 
 void DataLayer::forward_cpu(const TensorVec&, const TensorVec& top, const Context& ctx) {

@@ -23,6 +23,10 @@
 // on the first forward (the seed arrives with the Context), restarts on seek() or when the seed
 // changes, and stops in the destructor; an exception in it is rethrown by forward().
 //
+// Sharding (data parallelism, set_shard): with `count` ranks, rank r's batch b holds stream samples
+// k = b * B + r * B / count + j, j < B / count (B = the configured batch_size), so the ranks
+// together see the single-process order, and crops and mirrors (keyed by k) are the same too.
+//
 // On a CUDA device (forward_cuda) the batch is filled on the host exactly as on the CPU and each
 // top is copied to the device once per batch (one counted transfer per top), so the device tops
 // equal the CPU's bit for bit.
@@ -59,6 +63,7 @@ class DataLayer : public Layer, public BatchSource {
   int batch_size() const override { return batch_size_; }
   // Makes the next forward return batch `batch_index` of the stream (0 = the first batch).
   void seek(int64_t batch_index) override;
+  void set_shard(int index, int count) override;
   // Index of the batch the next forward returns.
   int64_t next_batch() const { return cursor_; }
   // The dataset; valid after setup.
@@ -85,7 +90,9 @@ class DataLayer : public Layer, public BatchSource {
 
   std::unique_ptr<DataSource> source_;
   Phase phase_ = TRAIN;
-  int batch_size_ = 0;
+  int batch_size_ = 0;       // samples per forward (this rank's share)
+  int global_batch_ = 0;     // the configured batch_size: samples per step of the stream
+  int shard_offset_ = 0;     // this rank's first sample within each global batch
   bool shuffle_ = false;
   int channels_ = 0, height_ = 0, width_ = 0;  // source sample shape
   int out_h_ = 0, out_w_ = 0;                   // after cropping

@@ -43,5 +43,6 @@ void log_error(const std::string& message) {
 }
 void set_progress_line_active(bool active) { progress_active = active; }
 void set_log_quiet(bool quiet) { logger().set_level(quiet ? spdlog::level::warn : spdlog::level::info); }
+void set_log_errors_only() { logger().set_level(spdlog::level::err); }
 
 }  // namespace dsg

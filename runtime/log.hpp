@@ -10,6 +10,8 @@ void log_warn(const std::string& message);
 void log_error(const std::string& message);
 // Quiet mode drops info lines (tests use it).
 void set_log_quiet(bool quiet);
+// Only error lines (the ranks other than 0 of a data-parallel run).
+void set_log_errors_only();
 // While a terminal progress line is shown, log lines first clear it (dsgtrain redraws it).
 void set_progress_line_active(bool active);
 

@@ -287,7 +287,10 @@ void Net::build_arena() {
       std::memcpy(arena_data_->data() + offset, t.data(), sizeof(float) * t.count());
       t.bind(arena_data_, offset, arena_diff_, offset);
       offset += size_t(t.count());
-      if (!layer->blob_is_learnable(int(i))) continue;
+      if (!layer->blob_is_learnable(int(i))) {
+        state_.push_back(&t);
+        continue;
+      }
       float lr = 1, decay = 1;
       if (int(i) < lp.param_size()) {
         lr = lp.param(int(i)).lr_mult();

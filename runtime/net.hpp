@@ -71,6 +71,8 @@ class Net {
   // The layer whose DSG output mask is re-applied to layer i's top (double-mask selection), or -1.
   int double_mask_source(size_t i) const { return i < masked_by_.size() ? masked_by_[i] : -1; }
   const std::vector<LearnableParam>& learnable_params() const { return learnable_; }
+  // The blobs that are not learnable (BatchNorm's running statistics), updated by forward passes.
+  const std::vector<Tensor*>& state_blobs() const { return state_; }
   // Total number of floats in the parameter arena (learnable and state blobs).
   size_t arena_size() const { return arena_size_; }
   float* arena_data() { return arena_data_ ? arena_data_->data() : nullptr; }
@@ -122,6 +124,7 @@ class Net {
   std::map<std::string, std::shared_ptr<Tensor>> blobs_;
   std::vector<std::string> outputs_;
   std::vector<LearnableParam> learnable_;
+  std::vector<Tensor*> state_;
   std::shared_ptr<Storage> arena_data_, arena_diff_;
   size_t arena_size_ = 0;
 };

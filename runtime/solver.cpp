@@ -40,6 +40,26 @@ void Solver::set_max_iter(int max_iter) {
   param_.set_max_iter(max_iter);
 }
 
+void Solver::set_communicator(Communicator& comm) {
+  if (!hooks_.empty()) throw Error("set_communicator after training hooks were installed");
+  if (iter_ != 0) throw Error("set_communicator after training started or resumed");
+  comm_ = &comm;
+  exchange_.reset();
+  if (comm.size() == 1) return;
+  if (train_data_.empty())
+    throw Error(strfmt("data-parallel training over %d ranks needs a Data layer in the TRAIN net (each rank trains "
+                       "on its share of every batch)",
+                       comm.size()));
+  for (auto* d : train_data_) d->set_shard(comm.rank(), comm.size());
+  for (auto* d : test_data_) d->set_shard(comm.rank(), comm.size());
+  exchange_ = std::make_unique<DenseExchange>(*train_net_, comm);
+}
+
+void Solver::set_gradient_exchange(std::unique_ptr<GradientExchange> exchange) {
+  if (comm_->size() == 1) throw Error("a gradient exchange needs more than one rank (run under mpirun -np N)");
+  exchange_ = std::move(exchange);
+}
+
 void Solver::add_hooks(std::unique_ptr<TrainingHooks> hooks) {
   hooks->set_device(ctx_.device);
   hooks_.push_back(std::move(hooks));
@@ -49,7 +69,7 @@ int64_t Solver::train_set_size() const { return train_data_.empty() ? 0 : train_
 
 int64_t Solver::samples_per_iter() const {
   int64_t batch = train_data_.empty() ? 1 : train_data_.front()->batch_size();
-  return batch * param_.iter_size();
+  return batch * param_.iter_size() * comm_->size();
 }
 
 float Solver::smoothed_loss() const {
@@ -71,6 +91,21 @@ void Solver::apply_update(float rate) {
   // Normalise over iter_size.
   if (param_.iter_size() > 1)
     ops.scale(int64_t(train_net_->arena_size()), 1.0f / param_.iter_size(), train_net_->arena_diff(dev));
+  // Data parallelism: from here on every rank holds the same gradient.
+  if (exchange_) exchange_->exchange(iter_, dev);
+  if (exchange_ && exchange_->applies_momentum()) {
+    // The exchange folded clipping, decay and momentum into the direction (DGC's momentum
+    // correction): a plain step.
+    for (const auto& p : params) {
+      if (p.lr_mult == 0) continue;
+      Tensor& t = *p.tensor;
+      ops.axpy(t.count(), -rate * p.lr_mult, t.diff(dev), t.mutable_data(dev));
+      ops.fill(t.count(), 0.0f, t.mutable_diff(dev));
+    }
+    diffs_clean_ = true;
+    average_state_blobs();
+    return;
+  }
   // Clip by the global L2 norm.
   if (param_.clip_gradients() > 0) {
     double sumsq = 0;
@@ -113,6 +148,17 @@ void Solver::apply_update(float rate) {
   }
   // Every learnable diff is zero now; parameters that do not learn never receive gradients.
   diffs_clean_ = true;
+  average_state_blobs();
+}
+
+void Solver::average_state_blobs() {
+  if (comm_->size() == 1) return;
+  const Device& dev = ctx_.device;
+  for (Tensor* t : train_net_->state_blobs()) {
+    float* data = t->mutable_data(dev);
+    comm_->allreduce_sum(data, t->count(), dev);
+    ops_for(dev).scale(t->count(), 1.0f / float(comm_->size()), data);
+  }
 }
 
 TestReport Solver::test() {
@@ -136,6 +182,14 @@ TestReport Solver::test() {
       sums[k] += ops.sum(1, t.data(ctx.device));  // a scalar read, not a copy of the buffer
       counts[k]++;
     }
+  }
+  if (comm_->size() > 1) {  // every rank tested its share of each batch: average over the ranks
+    std::vector<float> packed(names.size() + 1);
+    packed[0] = float(loss);
+    for (size_t k = 0; k < names.size(); ++k) packed[k + 1] = float(sums[k]);
+    comm_->allreduce_sum(packed.data(), int64_t(packed.size()), Device::cpu());
+    loss = double(packed[0]) / comm_->size();
+    for (size_t k = 0; k < names.size(); ++k) sums[k] = double(packed[k + 1]) / comm_->size();
   }
   TestReport report{};
   report.iter = iter_;
@@ -169,6 +223,8 @@ void Solver::solve() {
     if (trained) log_info(strfmt("Iteration %d, train net cost: ", iter_) + describe_net_cost(cost));
     overhead_seconds_ += std::chrono::duration<double>(Clock::now() - begin).count();
     r.images_per_sec = secs > 0 ? double(iter_ - test_iter_start) * samples_per_iter() / secs : 0;
+    r.exchange_bytes_per_iter = iter_ > test_iter_start ? double(exchange_bytes_) / (iter_ - test_iter_start) : 0;
+    exchange_bytes_ = 0;
     if (on_test) on_test(r);
     test_start = Clock::now();
     test_iter_start = iter_;
@@ -182,6 +238,7 @@ void Solver::solve() {
       h->begin_iteration(iter_);
       changed = h->changed_structure() || changed;
     }
+    if (changed && comm_->size() > 1) broadcast_state();  // masks and codebooks: rank 0's
     // The transfer check watches the steady state: not the first iteration of a run (first uses
     // of layer state) nor one after a hook changed things on the host (a prune step).
     const bool check_transfers = ctx_.check_transfers && iter_ > first_iter && !changed;
@@ -199,6 +256,11 @@ void Solver::solve() {
       loss += train_net_->forward_backward(ctx);
     }
     loss /= param_.iter_size();
+    if (comm_->size() > 1) {  // the loss of the global batch; every rank stops together on NaN
+      float global = float(loss);
+      comm_->allreduce_sum(&global, 1, Device::cpu());
+      loss = double(global) / comm_->size();
+    }
     if (!std::isfinite(loss)) {
       std::string kept = last_snapshot_.empty() ? std::string("no snapshot was written yet")
                                                 : "the last good snapshot is " + last_snapshot_;
@@ -228,6 +290,8 @@ void Solver::solve() {
       log_info(strfmt("Iteration %d, lr = %g", iter_, rate));
       for (const auto& h : hooks_)
         for (const auto& line : h->report()) log_info(line);
+      if (exchange_)
+        for (const auto& line : exchange_->report()) log_info(line);
       window_start = Clock::now();
       window_iter = iter_;
     }
@@ -247,10 +311,18 @@ void Solver::solve() {
     }
     for (auto& h : hooks_) h->after_update();
     ++iter_;
+    const uint64_t sent = exchange_ ? exchange_->last_bytes() : 0;
+    exchange_bytes_ += sent;
+    if (replica_check_every_ > 0 && comm_->size() > 1 && iter_ % replica_check_every_ == 0) {
+      const float* w = train_net_->arena_data();
+      const uint64_t fp = fingerprint_bytes(w, train_net_->arena_size() * sizeof(float));
+      compare_fingerprints(fp, strfmt("the weights after iteration %d", iter_ - 1));
+    }
     if (on_iteration) {
       double secs = std::chrono::duration<double>(Clock::now() - test_start).count();
       double ips = secs > 0 ? double(iter_ - test_iter_start) * samples_per_iter() / secs : 0;
-      on_iteration({iter_, max_iter, float(loss), smoothed, rate, epoch(), ips});
+      on_iteration({iter_, max_iter, float(loss), smoothed, rate, epoch(), ips, sent,
+                    exchange_ ? exchange_->dense_bytes() : 0});
     }
     if (param_.snapshot() > 0 && iter_ % param_.snapshot() == 0) {
       auto begin = Clock::now();
@@ -263,7 +335,7 @@ void Solver::solve() {
   log_info("Optimization Done.");
 }
 
-std::string Solver::snapshot() {
+ModelFile Solver::snapshot_model() const {
   ModelFile model;
   *model.mutable_net() = param_.net_param();
   *model.mutable_solver() = param_;
@@ -277,17 +349,90 @@ std::string Solver::snapshot() {
   for (float v : window_) state->add_smoothed_loss(v);
   for (const auto& h : hooks_) h->save(&model);
   model.set_created_by("dsgtrain");
+  return model;
+}
+
+std::string Solver::snapshot() {
+  ModelFile model = snapshot_model();
+  if (comm_->size() > 1) check_replicas(model, "the snapshot");
+  if (exchange_) exchange_->save(&model);  // collective: gathers every rank's local state
   std::string path = prefix_ + "_iter_" + std::to_string(iter_) + ".dsgmodel";
-  auto dir = std::filesystem::path(path).parent_path();
-  if (!dir.empty()) std::filesystem::create_directories(dir);
-  write_model_file(path, model);
+  if (comm_->rank() == 0) {
+    auto dir = std::filesystem::path(path).parent_path();
+    if (!dir.empty()) std::filesystem::create_directories(dir);
+    write_model_file(path, model);
+    log_info("Snapshotting to binary proto file " + path);
+  }
   last_snapshot_ = path;
-  log_info("Snapshotting to binary proto file " + path);
   return path;
 }
 
+void Solver::compare_fingerprints(uint64_t fingerprint, const std::string& what) {
+  const int n = comm_->size();
+  std::vector<uint64_t> all(size_t(n), 0);
+  comm_->allgather(&fingerprint, all.data(), sizeof(uint64_t));
+  bool same = true;
+  for (uint64_t f : all) same = same && f == all[0];
+  if (same) return;
+  std::string list;
+  for (int r = 0; r < n; ++r)
+    list += strfmt("%srank %d: %016llx", r ? ", " : "", r, static_cast<unsigned long long>(all[size_t(r)]));
+  throw Error(strfmt("the ranks' replicas differ in %s at iteration %d (fingerprints %s); stopped without writing "
+                     "(%s)",
+                     what.c_str(), iter_, list.c_str(),
+                     last_snapshot_.empty() ? "no snapshot was written yet"
+                                            : ("the last good snapshot is " + last_snapshot_).c_str()),
+              "every rank must run the same build, config and thread count; report this with the log");
+}
+
+void Solver::check_replicas(const ModelFile& model, const std::string& when) {
+  std::string bytes;
+  model.SerializeToString(&bytes);  // no maps in the schema: the encoding is deterministic
+  compare_fingerprints(fingerprint_bytes(bytes.data(), bytes.size()),
+                       when + " (weights, solver history and sparsity state)");
+}
+
+void Solver::broadcast_bytes(std::string* bytes) {
+  uint64_t size = bytes->size();
+  comm_->broadcast(&size, sizeof(size), 0);
+  bytes->resize(size_t(size));
+  if (size) comm_->broadcast(&(*bytes)[0], int64_t(size), 0);
+}
+
+void Solver::broadcast_state() {
+  std::string bytes;
+  if (comm_->rank() == 0) {
+    ModelFile model;
+    train_net_->params_to_proto(&model);
+    for (const auto& h : hooks_) h->save(&model);
+    model.SerializeToString(&bytes);
+  }
+  broadcast_bytes(&bytes);
+  if (comm_->rank() == 0) return;
+  ModelFile model;
+  if (!model.ParseFromString(bytes)) throw Error("the state broadcast from rank 0 could not be decoded");
+  train_net_->params_from_proto(model);
+  for (auto& h : hooks_) h->load(model, iter_);
+}
+
 void Solver::restore(const std::string& path) {
-  ModelFile model = read_model_file(path);
+  ModelFile model;
+  if (comm_->size() == 1) {
+    model = read_model_file(path);
+  } else {  // rank 0 reads the file (no shared file system needed); every rank gets its content
+    std::string bytes, failure;
+    if (comm_->rank() == 0) {
+      try {
+        read_model_file(path).SerializeToString(&bytes);
+      } catch (const Error& e) {
+        failure = e.what();
+      }
+      if (!failure.empty()) bytes = "\x01" + failure;  // a marker no serialized ModelFile starts with
+    }
+    broadcast_bytes(&bytes);
+    if (!bytes.empty() && bytes[0] == '\x01') throw Error(bytes.substr(1));
+    if (!model.ParseFromString(bytes)) throw Error("the snapshot broadcast from rank 0 could not be decoded");
+  }
   train_net_->params_from_proto(model);
   if (!model.has_solver_state()) throw Error("'" + path + "' holds weights but no solver state; cannot resume from it");
   const SolverState& state = model.solver_state();
@@ -296,6 +441,7 @@ void Solver::restore(const std::string& path) {
   rule_->load(state);
   iter_ = state.iter();
   for (auto& h : hooks_) h->load(model, iter_);
+  if (exchange_) exchange_->load(model);
   window_.assign(state.smoothed_loss().begin(), state.smoothed_loss().end());
   for (auto* d : train_data_) d->seek(int64_t(iter_) * param_.iter_size());
   last_snapshot_ = path;

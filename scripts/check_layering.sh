@@ -3,6 +3,7 @@
 # include paths; this names every offending line, and also catches relative "../x/" includes):
 #
 #   runtime  <-  layers, datasets  <-  sparsity  <-  compress  <-  apps
+#   runtime  <-  distributed  <-  apps
 #
 # A file may include headers of its own folder and of the folders its folder depends on. Exits 1
 # and lists file:line: include for each violation.
@@ -15,9 +16,10 @@ declare -A allowed=(
   [datasets]="runtime datasets"
   [sparsity]="runtime layers sparsity"
   [compress]="runtime layers sparsity compress"
-  [apps]="runtime layers datasets sparsity compress apps"
+  [distributed]="runtime distributed"
+  [apps]="runtime layers datasets sparsity compress distributed apps"
 )
-folders="runtime layers datasets sparsity compress apps"
+folders="runtime layers datasets sparsity compress distributed apps"
 status=0
 checked=0
 for folder in "${!allowed[@]}"; do
@@ -40,6 +42,6 @@ for folder in "${!allowed[@]}"; do
   done < <(find "$root/$folder" -maxdepth 1 -type f \( -name '*.cpp' -o -name '*.hpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' \) -print0)
 done
 if [ "$status" -eq 0 ]; then
-  echo "check_layering: $checked files follow runtime <- layers, datasets <- sparsity <- compress <- apps"
+  echo "check_layering: $checked files follow runtime <- layers, datasets <- sparsity <- compress <- apps, runtime <- distributed <- apps"
 fi
 exit "$status"
