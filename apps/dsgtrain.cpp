@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -267,7 +268,14 @@ int main(int argc, char** argv) {
   opt.seed_given = app.count("--seed") > 0;
   std::unique_ptr<Communicator> comm;
   int status = dsg::apps::run_reporting_errors("dsgtrain", [&] {
-    comm = connect_ranks(opt.comm_timeout);
+    // A collective that waits past --comm-timeout: report and end this process; mpirun then ends
+    // the job (the other ranks may be blocked in MPI, which cannot be interrupted).
+    comm = connect_ranks(opt.comm_timeout, [](const std::string& message) {
+      std::fprintf(stderr, "dsgtrain: error: %s (hint: check the other ranks' output; --comm-timeout sets the limit)\n",
+                   message.c_str());
+      std::fflush(stderr);
+      std::_Exit(1);
+    });
     return run(opt, *comm);
   });
   // An error on one rank of several: the others may wait in a collective this rank will never

@@ -6,7 +6,6 @@
 #include <chrono>
 #include <cstring>
 #include <set>
-#include <thread>
 #include <vector>
 
 #include "distributed/nccl_reducer.hpp"
@@ -28,12 +27,30 @@ void check(int code, const char* what) {
   if (code != MPI_SUCCESS) throw Error(std::string("MPI ") + what + " failed: " + mpi_error(code));
 }
 
-// MPI counts are ints: large buffers go in chunks of at most this many elements.
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// MPI counts are ints: large buffers go in pieces of at most this many elements.
 constexpr int64_t kMaxCount = int64_t(1) << 30;
 
 }  // namespace
 
-MpiCommunicator::MpiCommunicator(double timeout_seconds) : timeout_(timeout_seconds) {
+class MpiCommunicator::Waiting {
+ public:
+  Waiting(MpiCommunicator& c, const char* what) : c_(c) {
+    c_.waiting_in_ = what;
+    c_.waiting_since_ = now_ns();
+  }
+  ~Waiting() { c_.waiting_since_ = 0; }
+
+ private:
+  MpiCommunicator& c_;
+};
+
+MpiCommunicator::MpiCommunicator(double timeout_seconds, StuckHandler stuck)
+    : timeout_(timeout_seconds), stuck_(std::move(stuck)) {
   int initialized = 0;
   MPI_Initialized(&initialized);
   if (!initialized) {
@@ -44,6 +61,7 @@ MpiCommunicator::MpiCommunicator(double timeout_seconds) : timeout_(timeout_seco
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
   MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
   MPI_Comm_size(MPI_COMM_WORLD, &size_);
+  watchdog_ = std::thread([this] { watch(); });
   char host[MPI_MAX_PROCESSOR_NAME] = {};
   int length = 0;
   MPI_Get_processor_name(host, &length);
@@ -56,37 +74,42 @@ MpiCommunicator::MpiCommunicator(double timeout_seconds) : timeout_(timeout_seco
 
 MpiCommunicator::~MpiCommunicator() {
   nccl_.reset();
+  {
+    std::lock_guard<std::mutex> lock(watch_mu_);
+    stop_watch_ = true;
+  }
+  watch_cv_.notify_all();
+  if (watchdog_.joinable()) watchdog_.join();
   int finalized = 0;
   MPI_Finalized(&finalized);
   if (!finalized) MPI_Finalize();
 }
 
-void MpiCommunicator::wait(void* request, const char* what) {
-  auto* req = static_cast<MPI_Request*>(request);
-  using Clock = std::chrono::steady_clock;
-  const auto start = Clock::now();
-  const auto deadline = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout_));
-  // Spin while the answer is likely to come soon (a step's exchange); after 20 ms poll gently
-  // (another rank is testing or writing a snapshot).
-  const auto patient = start + std::chrono::milliseconds(20);
-  for (uint64_t polls = 0;; ++polls) {
-    int done = 0;
-    check(MPI_Test(req, &done, MPI_STATUS_IGNORE), what);
-    if (done) return;
-    if ((polls & 255) != 0) continue;
-    const auto now = Clock::now();
-    if (now > deadline) {
-      throw Error(strfmt("rank %d of %d: no answer from the other ranks within %g s in %s (a rank died, stopped "
-                         "answering or cannot be reached)",
-                         rank_, size_, timeout_, what),
-                  "check the other ranks' output; --comm-timeout sets the limit");
-    }
-    if (now > patient) std::this_thread::sleep_for(std::chrono::microseconds(200));
+void MpiCommunicator::watch() {
+  std::unique_lock<std::mutex> lock(watch_mu_);
+  const int64_t limit = int64_t(timeout_ * 1e9);
+  while (!watch_cv_.wait_for(lock, std::chrono::milliseconds(100), [&] { return stop_watch_; })) {
+    const int64_t since = waiting_since_.load();
+    if (since == 0 || now_ns() - since < limit) continue;
+    const std::string message =
+        strfmt("rank %d of %d: no answer from the other ranks within %g s in %s (a rank died, stopped answering or "
+               "cannot be reached)",
+               rank_, size_, timeout_, waiting_in_.load());
+    if (stuck_) stuck_(message);
+    waiting_since_ = 0;  // report once per collective
   }
 }
 
 void MpiCommunicator::host_allreduce_sum(float* data, int64_t n) {
   if (size_ == 1 || n == 0) return;
+  Waiting waiting(*this, "the gradient allreduce");
+  if (size_ == 2) {  // a + b on one rank, b + a on the other: the same bits
+    for (int64_t start = 0; start < n; start += kMaxCount)
+      check(MPI_Allreduce(MPI_IN_PLACE, data + start, int(std::min(kMaxCount, n - start)), MPI_FLOAT, MPI_SUM,
+                          MPI_COMM_WORLD),
+            "allreduce");
+    return;
+  }
   // Reduce-scatter into equal blocks (the buffer padded to a multiple of the rank count), then
   // allgather the reduced blocks: one rank reduces each element, so every rank gets its bits.
   const int64_t block = (n + size_ - 1) / size_;
@@ -103,16 +126,12 @@ void MpiCommunicator::host_allreduce_sum(float* data, int64_t n) {
     std::memcpy(buffer, data, size_t(n) * sizeof(float));
     std::fill(buffer + n, buffer + padded, 0.0f);
   }
-  MPI_Request req;
-  float* mine = buffer + rank_ * block;
-  check(MPI_Ireduce_scatter_block(MPI_IN_PLACE, buffer, int(block), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &req),
+  check(MPI_Reduce_scatter_block(MPI_IN_PLACE, buffer, int(block), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD),
         "allreduce (reduce-scatter)");
-  wait(&req, "the gradient allreduce (reduce-scatter)");
-  // In place: MPI_IN_PLACE reduce-scatter leaves this rank's block at the start of the buffer.
-  if (rank_ != 0) std::memmove(mine, buffer, size_t(block) * sizeof(float));
-  check(MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buffer, int(block), MPI_FLOAT, MPI_COMM_WORLD, &req),
+  // In place, the reduced block of this rank lands at the start of the buffer.
+  if (rank_ != 0) std::memmove(buffer + rank_ * block, buffer, size_t(block) * sizeof(float));
+  check(MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buffer, int(block), MPI_FLOAT, MPI_COMM_WORLD),
         "allreduce (allgather)");
-  wait(&req, "the gradient allreduce (allgather)");
   if (buffer != data) std::memcpy(data, buffer, size_t(n) * sizeof(float));
 }
 
@@ -143,26 +162,23 @@ void MpiCommunicator::allreduce_sum(float* data, int64_t n, const Device& device
 
 void MpiCommunicator::allgather(const void* in, void* out, int64_t bytes) {
   if (bytes > kMaxCount) throw Error(strfmt("allgather of %lld bytes per rank is too large", (long long)bytes));
-  MPI_Request req;
-  check(MPI_Iallgather(in, int(bytes), MPI_BYTE, out, int(bytes), MPI_BYTE, MPI_COMM_WORLD, &req), "allgather");
-  wait(&req, "an allgather");
+  Waiting waiting(*this, "an allgather");
+  check(MPI_Allgather(in, int(bytes), MPI_BYTE, out, int(bytes), MPI_BYTE, MPI_COMM_WORLD), "allgather");
   count_sent(uint64_t(bytes));
 }
 
 void MpiCommunicator::broadcast(void* data, int64_t bytes, int root) {
+  Waiting waiting(*this, "a broadcast from rank 0");
   for (int64_t start = 0; start < bytes; start += kMaxCount) {
     const int64_t piece = std::min(kMaxCount, bytes - start);
-    MPI_Request req;
-    check(MPI_Ibcast(static_cast<char*>(data) + start, int(piece), MPI_BYTE, root, MPI_COMM_WORLD, &req), "broadcast");
-    wait(&req, "a broadcast from rank 0");
+    check(MPI_Bcast(static_cast<char*>(data) + start, int(piece), MPI_BYTE, root, MPI_COMM_WORLD), "broadcast");
   }
   if (rank_ == root) count_sent(uint64_t(bytes));
 }
 
 void MpiCommunicator::barrier() {
-  MPI_Request req;
-  check(MPI_Ibarrier(MPI_COMM_WORLD, &req), "barrier");
-  wait(&req, "a barrier");
+  Waiting waiting(*this, "a barrier");
+  check(MPI_Barrier(MPI_COMM_WORLD), "barrier");
 }
 
 void MpiCommunicator::abort(int status) { MPI_Abort(MPI_COMM_WORLD, status); }

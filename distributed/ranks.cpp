@@ -43,13 +43,14 @@ bool mpi_built() {
 #endif
 }
 
-std::unique_ptr<Communicator> connect_ranks(double timeout_seconds) {
+std::unique_ptr<Communicator> connect_ranks(double timeout_seconds, std::function<void(const std::string&)> stuck) {
   const int ranks = launched_ranks();
   if (ranks <= 1) return std::make_unique<LocalCommunicator>();
   if (!(timeout_seconds > 0)) throw Error(strfmt("the communication timeout must be positive (got %g s)", timeout_seconds));
 #ifdef DSG_WITH_MPI
-  return std::make_unique<MpiCommunicator>(timeout_seconds);
+  return std::make_unique<MpiCommunicator>(timeout_seconds, std::move(stuck));
 #else
+  (void)stuck;
   throw Error(strfmt("started as one of %d processes (mpirun), but this build of DSG has no MPI: every process would "
                      "train alone",
                      ranks),

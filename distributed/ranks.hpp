@@ -1,7 +1,9 @@
 // How a tool finds out whether it runs as one of several processes (started by mpirun) and
 // connects them: the Communicator factory for apps.
 #pragma once
+#include <functional>
 #include <memory>
+#include <string>
 
 #include "runtime/communicator.hpp"
 
@@ -15,7 +17,10 @@ int launched_local_ranks();
 // Whether this build has MPI.
 bool mpi_built();
 // Connects the ranks: an MpiCommunicator under mpirun, a LocalCommunicator otherwise. Throws a
-// clear dsg::Error when several ranks were launched but this build has no MPI.
-std::unique_ptr<Communicator> connect_ranks(double timeout_seconds);
+// clear dsg::Error when several ranks were launched but this build has no MPI. `stuck` is called
+// (from a watchdog thread) when a collective waited longer than `timeout_seconds`; the tool
+// reports the message and ends the process (distributed/mpi_communicator.hpp).
+std::unique_ptr<Communicator> connect_ranks(double timeout_seconds,
+                                            std::function<void(const std::string&)> stuck);
 
 }  // namespace dsg
