@@ -18,6 +18,7 @@ DgcExchange::DgcExchange(Net& net, Communicator& comm, const SolverParameter& so
     throw Error(strfmt("gradient_exchange.sparsity must be in [0, 1) (got %g)", param_.sparsity()));
   if (param_.warmup_iter() < 0) throw Error("gradient_exchange.warmup_iter must not be negative");
   if (!(param_.clip_norm() >= 0.0f)) throw Error("gradient_exchange.clip_norm must not be negative");
+  if (param_.dense_below() < 0) throw Error("gradient_exchange.dense_below must not be negative");
   momentum_correction_ = param_.momentum_correction();
   if (momentum_correction_ && solver.type() != "SGD")
     throw Error("DGC's momentum correction replaces SGD's momentum, but the solver type is " + solver.type(),
@@ -42,6 +43,35 @@ std::string DgcExchange::describe() const {
                 momentum_correction_ ? ", momentum correction" : "");
 }
 
+float DgcExchange::kth_largest_magnitude(const float* v, int64_t n, int64_t k) {
+  // As in the paper, a sample estimates the threshold first: every stride-th entry (deterministic),
+  // its (k / n)-quantile lowered by half, so that the candidates at or above it hold the k largest
+  // in all but adversarial cases. The exact k-th largest among the candidates is then the exact
+  // k-th largest overall. Too few candidates: the full selection.
+  const int64_t stride = std::max<int64_t>(1, n / 4096);
+  if (stride > 1 && k * 8 < n) {
+    magnitude_.clear();
+    for (int64_t i = 0; i < n; i += stride) magnitude_.push_back(std::fabs(v[i]));
+    const int64_t m = int64_t(magnitude_.size());
+    const int64_t rank = std::min<int64_t>(m - 1, (k * m) / n * 2 + 8);  // a generous margin
+    std::nth_element(magnitude_.begin(), magnitude_.begin() + rank, magnitude_.end(), std::greater<float>());
+    const float estimate = magnitude_[size_t(rank)];
+    magnitude_.clear();
+    for (int64_t i = 0; i < n; ++i) {
+      const float a = std::fabs(v[i]);
+      if (a >= estimate) magnitude_.push_back(a);
+    }
+    if (int64_t(magnitude_.size()) >= k) {
+      std::nth_element(magnitude_.begin(), magnitude_.begin() + (k - 1), magnitude_.end(), std::greater<float>());
+      return magnitude_[size_t(k - 1)];
+    }
+  }
+  magnitude_.resize(size_t(n));
+  for (int64_t i = 0; i < n; ++i) magnitude_[size_t(i)] = std::fabs(v[i]);
+  std::nth_element(magnitude_.begin(), magnitude_.begin() + (k - 1), magnitude_.end(), std::greater<float>());
+  return magnitude_[size_t(k - 1)];
+}
+
 float DgcExchange::sparsity_at(int iter) const {
   const float target = param_.sparsity();
   const int warmup = param_.warmup_iter();
@@ -50,7 +80,8 @@ float DgcExchange::sparsity_at(int iter) const {
   return std::min(target, float(1.0 - std::pow(0.25, stage + 1)));
 }
 
-int64_t DgcExchange::kept_entries(int64_t n, float s) {
+int64_t DgcExchange::kept_entries(int64_t n, float s) const {
+  if (sent_whole(n)) return n;
   return std::clamp<int64_t>(std::llround(double(n) * (1.0 - double(s))), 1, n);
 }
 
@@ -69,11 +100,14 @@ void DgcExchange::exchange(int iter, const Device& device) {
     const double norm = std::sqrt(sumsq);
     if (norm > local_clip) clip_scale = float(local_clip / norm);
   }
-  int64_t total_k = 0;
-  for (const Slot& slot : slots_) total_k += kept_entries(slot.tensor->count(), s);
-  send_index_.resize(size_t(total_k));
-  send_value_.resize(size_t(total_k));
-  int64_t at = 0;
+  // This rank's message: per tensor, either its n values (sent whole) or k indices then k values.
+  size_t message = 0;
+  for (const Slot& slot : slots_) {
+    const int64_t n = slot.tensor->count(), k = kept_entries(n, s);
+    message += sent_whole(n) ? size_t(n) * sizeof(float) : size_t(k) * (sizeof(uint32_t) + sizeof(float));
+  }
+  send_.resize(message);
+  size_t at = 0;
   for (const Slot& slot : slots_) {
     Tensor& t = *slot.tensor;
     const int64_t n = t.count();
@@ -91,61 +125,66 @@ void DgcExchange::exchange(int iter, const Device& device) {
     } else {
       for (int64_t i = 0; i < n; ++i) v[i] += g[i];
     }
+    const int64_t k = kept_entries(n, s);
+    if (sent_whole(n)) {
+      // Sent every iteration: plain momentum SGD. The velocity u is what is sent and it is kept
+      // (masking it every iteration would drop momentum altogether); v carries nothing over.
+      std::memcpy(&send_[at], momentum_correction_ ? u : v, size_t(n) * sizeof(float));
+      std::fill(v, v + n, 0.0f);
+      at += size_t(n) * sizeof(float);
+      continue;
+    }
     // The k largest magnitudes: the k-th largest is the threshold; ties at it are taken in index
     // order until k are chosen (deterministic).
-    const int64_t k = kept_entries(n, s);
-    magnitude_.resize(size_t(n));
-    for (int64_t i = 0; i < n; ++i) magnitude_[size_t(i)] = std::fabs(v[i]);
-    float threshold = 0;
-    if (k < n) {
-      std::nth_element(magnitude_.begin(), magnitude_.begin() + (k - 1), magnitude_.end(), std::greater<float>());
-      threshold = magnitude_[size_t(k - 1)];
-    }
+    const float threshold = k < n ? kth_largest_magnitude(v, n, k) : 0.0f;
     int64_t above = 0;
     if (k < n)
       for (int64_t i = 0; i < n; ++i) above += std::fabs(v[i]) > threshold;
     int64_t ties = k - above, chosen = 0;
+    auto* index = reinterpret_cast<uint32_t*>(&send_[at]);
+    auto* value = reinterpret_cast<float*>(&send_[at + size_t(k) * sizeof(uint32_t)]);
     for (int64_t i = 0; i < n && chosen < k; ++i) {
       const float m = std::fabs(v[i]);
       const bool take = k == n || m > threshold || (m == threshold && ties-- > 0);
       if (!take) continue;
-      send_index_[size_t(at + chosen)] = uint32_t(i);
-      send_value_[size_t(at + chosen)] = v[i];
+      index[chosen] = uint32_t(i);
+      value[chosen] = v[i];
       v[i] = 0.0f;
       if (momentum_correction_) u[i] = 0.0f;  // momentum factor masking
       ++chosen;
     }
-    at += k;
+    at += size_t(k) * (sizeof(uint32_t) + sizeof(float));
   }
-  // Exchange: every rank's pairs, in rank order.
+  // Exchange: every rank's message, in rank order.
   const int ranks = comm_.size();
-  const size_t pair_bytes = sizeof(uint32_t) + sizeof(float);
-  const size_t mine = size_t(total_k) * pair_bytes;
-  std::vector<char> send(mine);
-  std::memcpy(send.data(), send_index_.data(), size_t(total_k) * sizeof(uint32_t));
-  std::memcpy(send.data() + size_t(total_k) * sizeof(uint32_t), send_value_.data(), size_t(total_k) * sizeof(float));
-  receive_.resize(mine * size_t(ranks));
-  comm_.allgather(send.data(), receive_.data(), int64_t(mine));
-  last_bytes_ = mine;
-  // Sum into the (zeroed) diffs in rank order, then average.
+  receive_.resize(message * size_t(ranks));
+  comm_.allgather(send_.data(), receive_.data(), int64_t(message));
+  last_bytes_ = message;
+  // Sum into the zeroed diffs in rank order (the same bits on every rank), then average.
   for (const Slot& slot : slots_) std::fill(slot.tensor->mutable_diff(), slot.tensor->mutable_diff() + slot.tensor->count(), 0.0f);
-  std::vector<float*> diffs;
-  for (const Slot& slot : slots_) diffs.push_back(slot.tensor->mutable_diff());
-  const float inv = 1.0f / float(ranks);
   for (int r = 0; r < ranks; ++r) {
-    const char* block = receive_.data() + size_t(r) * mine;
-    const auto* index = reinterpret_cast<const uint32_t*>(block);
-    const auto* value = reinterpret_cast<const float*>(block + size_t(total_k) * sizeof(uint32_t));
-    int64_t pos = 0;
-    for (size_t j = 0; j < slots_.size(); ++j) {
-      const int64_t k = kept_entries(slots_[j].tensor->count(), s);
-      float* d = diffs[j];
-      for (int64_t e = 0; e < k; ++e) d[index[pos + e]] += value[pos + e];
-      pos += k;
+    const char* block = receive_.data() + size_t(r) * message;
+    size_t pos = 0;
+    for (const Slot& slot : slots_) {
+      const int64_t n = slot.tensor->count(), k = kept_entries(n, s);
+      float* d = slot.tensor->mutable_diff();
+      if (sent_whole(n)) {
+        const auto* value = reinterpret_cast<const float*>(block + pos);
+        for (int64_t i = 0; i < n; ++i) d[i] += value[i];
+        pos += size_t(n) * sizeof(float);
+        continue;
+      }
+      const auto* index = reinterpret_cast<const uint32_t*>(block + pos);
+      const auto* value = reinterpret_cast<const float*>(block + pos + size_t(k) * sizeof(uint32_t));
+      for (int64_t e = 0; e < k; ++e) d[index[e]] += value[e];
+      pos += size_t(k) * (sizeof(uint32_t) + sizeof(float));
     }
   }
-  for (size_t j = 0; j < slots_.size(); ++j)
-    for (int64_t i = 0; i < slots_[j].tensor->count(); ++i) diffs[j][i] *= inv;
+  const float inv = 1.0f / float(ranks);
+  for (const Slot& slot : slots_) {
+    float* d = slot.tensor->mutable_diff();
+    for (int64_t i = 0; i < slot.tensor->count(); ++i) d[i] *= inv;
+  }
 }
 
 std::vector<std::string> DgcExchange::report() const {

@@ -12,6 +12,10 @@
 // (75%, 93.75%, 98.4%, 99.6%), capped at `sparsity`. Local clipping uses clip_norm (or the solver's
 // clip_gradients) divided by sqrt(ranks), as in the paper.
 //
+// Tensors with fewer than dense_below entries are sent whole (values only, no indices) every
+// iteration: their velocity u, which is kept (momentum SGD), since masking it at every send would
+// cancel momentum; the byte count says so.
+//
 // Runs on the CPU (the selection walks host memory); a CUDA run is refused by name.
 #pragma once
 #include <cstdint>
@@ -38,10 +42,14 @@ class DgcExchange final : public GradientExchange {
 
   // The sparsity used at iteration `iter` (warm-up included).
   float sparsity_at(int iter) const;
-  // Entries of a tensor of n values sent at sparsity s.
-  static int64_t kept_entries(int64_t n, float s);
+  // Entries of a tensor of n values sent at sparsity s (n when the tensor is sent whole).
+  int64_t kept_entries(int64_t n, float s) const;
+  // Whether a tensor of n values is sent whole.
+  bool sent_whole(int64_t n) const { return n < int64_t(param_.dense_below()); }
 
  private:
+  // The k-th largest |v[i]| (exact), through a sampled estimate of the threshold.
+  float kth_largest_magnitude(const float* v, int64_t n, int64_t k);
   struct Slot {  // one learnable tensor
     Tensor* tensor;
     float decay;  // weight_decay * decay_mult
@@ -55,9 +63,7 @@ class DgcExchange final : public GradientExchange {
   std::vector<Slot> slots_;
   std::vector<float> u_, v_;       // local momentum and accumulated gradient, all slots
   std::vector<float> magnitude_;   // selection scratch
-  std::vector<uint32_t> send_index_;
-  std::vector<float> send_value_;
-  std::vector<char> receive_;
+  std::vector<char> send_, receive_;  // this rank's message; all ranks' messages
   uint64_t last_bytes_ = 0;
   float last_sparsity_ = 0;
 };
