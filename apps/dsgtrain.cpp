@@ -118,7 +118,10 @@ int run(const Options& opt, Communicator& comm) {
   ctx.check_transfers = opt.check_transfers;
   if (ctx.device.type == DeviceType::CUDA) {
     std::string reason;
-    if (cuda_device_count(&reason) == 0) throw Error("--device " + opt.device + ": " + reason, "use --device cpu");
+    const int gpus = cuda_device_count(&reason);
+    if (gpus == 0) throw Error("--device " + opt.device + ": " + reason, "use --device cpu");
+    // Under mpirun, plain "cuda" gives each rank on a machine its own GPU (local rank modulo GPUs).
+    if (comm.size() > 1 && opt.device == "cuda") ctx.device = Device::cuda(launched_local_rank() % gpus);
   }
   uint64_t seed;
   if (opt.seed_given) seed = uint64_t(opt.seed);

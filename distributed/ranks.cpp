@@ -1,5 +1,6 @@
 #include "distributed/ranks.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 #include <string>
 
@@ -33,6 +34,14 @@ int launched_local_ranks() {
   for (const char* name : {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "PMI_LOCAL_SIZE"})
     if (int n = env_int(name)) return n;
   return 1;
+}
+
+int launched_local_rank() {
+  for (const char* name : {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "PMI_LOCAL_RANK"}) {
+    const char* v = std::getenv(name);
+    if (v && *v) return std::max(0, std::atoi(v));
+  }
+  return 0;
 }
 
 bool mpi_built() {

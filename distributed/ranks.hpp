@@ -14,6 +14,8 @@ namespace dsg {
 int launched_ranks();
 // Processes on this machine (for the default thread count), 1 when started directly.
 int launched_local_ranks();
+// This process's index among the ranks on its machine (OMPI_COMM_WORLD_LOCAL_RANK), 0 when started directly.
+int launched_local_rank();
 // Whether this build has MPI.
 bool mpi_built();
 // Connects the ranks: an MpiCommunicator under mpirun, a LocalCommunicator otherwise. Throws a

@@ -5,7 +5,8 @@
 # accuracy of both runs with the same seed and data order. Writes the table to stdout.
 #   scripts/dgc_results.sh [EPOCHS]     (default: each config's own max_iter)
 # Environment: DSG_BUILD (build directory; default build), SEEDS ("1"; several give mean and spread),
-# MODELS ("lenet5 lenet300_100").
+# MODELS ("lenet5 lenet300_100"), PLOT (a PNG path: test accuracy per epoch of every run, dense
+# solid and DGC dashed, drawn by scripts/plot_dgc.py with python3-matplotlib).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -47,5 +48,9 @@ for model in $models; do
     }' | tee -a "$tmp/rows"
   done
 done
+if [[ -n ${PLOT:-} ]]; then
+  python3 "$root/scripts/plot_dgc.py" "$PLOT" "$tmp"/*/metrics.jsonl
+  echo "plot: $PLOT"
+fi
 awk '{ n[$1]++; r[$1] += $5; d[$1] += $8; dd[$1] += $8 * $8; lo[$1] = (n[$1] == 1 || $8 < lo[$1]) ? $8 : lo[$1]; hi[$1] = (n[$1] == 1 || $8 > hi[$1]) ? $8 : hi[$1] }
      END { for (m in n) printf "%-14s mean over %d seed(s): %.1fx fewer bytes, accuracy %+.2f points (range %+.2f .. %+.2f; target within 0.3)\n", m, n[m], r[m] / n[m], d[m] / n[m], lo[m], hi[m] }' "$tmp/rows"
