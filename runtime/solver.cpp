@@ -43,15 +43,26 @@ void Solver::set_max_iter(int max_iter) {
 void Solver::set_communicator(Communicator& comm) {
   if (!hooks_.empty()) throw Error("set_communicator after training hooks were installed");
   if (iter_ != 0) throw Error("set_communicator after training started or resumed");
-  comm_ = &comm;
-  exchange_.reset();
-  if (comm.size() == 1) return;
+  if (comm_->size() > 1) throw Error("set_communicator called twice");
+  if (comm.size() == 1) {
+    comm_ = &comm;
+    return;
+  }
   if (train_data_.empty())
     throw Error(strfmt("data-parallel training over %d ranks needs a Data layer in the TRAIN net (each rank trains "
                        "on its share of every batch)",
                        comm.size()));
+  // Every source must split evenly before any is sharded (an error leaves the Solver as it was).
+  for (const auto* sources : {&train_data_, &test_data_})
+    for (auto* d : *sources)
+      if (d->batch_size() % comm.size() != 0)
+        throw Error(strfmt("batch_size %d does not split evenly over %d ranks", d->batch_size(), comm.size()),
+                    strfmt("use a batch_size divisible by %d (it is the global batch; each rank takes batch_size / "
+                           "ranks)",
+                           comm.size()));
   for (auto* d : train_data_) d->set_shard(comm.rank(), comm.size());
   for (auto* d : test_data_) d->set_shard(comm.rank(), comm.size());
+  comm_ = &comm;
   exchange_ = std::make_unique<DenseExchange>(*train_net_, comm);
 }
 

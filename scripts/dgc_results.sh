@@ -49,7 +49,9 @@ for model in $models; do
   done
 done
 if [[ -n ${PLOT:-} ]]; then
-  python3 "$root/scripts/plot_dgc.py" "$PLOT" "$tmp"/*/metrics.jsonl
+  # Debian's python3-matplotlib (setup.sh --bench), also where another python3 comes first on PATH.
+  py=python3; [[ -x /usr/bin/python3 ]] && py=/usr/bin/python3
+  "$py" "$root/scripts/plot_dgc.py" "$PLOT" "$tmp"/*/metrics.jsonl
   echo "plot: $PLOT"
 fi
 awk '{ n[$1]++; r[$1] += $5; d[$1] += $8; dd[$1] += $8 * $8; lo[$1] = (n[$1] == 1 || $8 < lo[$1]) ? $8 : lo[$1]; hi[$1] = (n[$1] == 1 || $8 > hi[$1]) ? $8 : hi[$1] }
