@@ -120,19 +120,31 @@ def test_equivalence(args, tmp):
     l1, l2 = losses(one), losses(two)
     check(len(l1) == 200, "200 per-iteration losses logged (got %d)" % len(l1))
     drift, at = max_loss_drift(l1, l2)
-    print("  measured: max |loss(1 rank) - loss(2 ranks)| = %.3g at iteration %d" % (drift, at))
-    # Why 2e-3: the two runs compute the same mean gradient in a different summation order (each rank
-    # sums its 32 samples, then the allreduce adds 2 partial sums and divides by 2, vs one sum over
-    # 64). That is a relative rounding difference of a few float epsilons (~1e-7) per gradient
-    # entry per step, which SGD with momentum carries forward and training amplifies slowly
-    # (chaotically but boundedly over 200 steps at lr 0.01): measured drift is ~1e-5 .. 1e-4
-    # (see the report); losses are ~0.5 .. 2.3, so 2e-3 is > 10x the measured drift and still
-    # catches any real error (a wrong shard, a missing /ranks, a lost gradient: those change the
-    # loss by >= 1e-2 within a few iterations).
-    check(drift <= 2e-3, "per-iteration losses agree within 2e-3 (max drift %.3g)" % drift)
-    # The first iteration's loss is computed before any update: the same samples, the same
-    # weights; only the summation of the mean loss differs.
-    check(abs(l1[0] - l2[0]) <= 1e-5 * max(1.0, abs(l1[0])), "iteration 0 losses agree to 1e-5 relative")
+    rel = {i: abs(l1[i] - l2[i]) / max(abs(l1[i]), 1e-3) for i in l1}
+    first = min([i for i in rel if rel[i] > 0] or [len(l1)])
+    early = max(rel[i] for i in range(60))
+    late = max(rel.values())
+    mean1, mean2 = (sum(l[i] for i in range(100, 200)) / 100 for l in (l1, l2))
+    print("  measured: first differing printed loss at iteration %d; max relative difference %.3g over "
+          "iterations 0-59, %.3g over all (max |diff| %.3g at %d); mean loss of 100-199: %.6f vs %.6f"
+          % (first, early, late, drift, at, mean1, mean2))
+    # Why these bounds. Both runs see the same samples in the same order with the same initial
+    # weights; the 2-rank mean gradient is (sum of 32 + sum of 32) / 2 instead of a sum of 64, a
+    # different summation order: relative rounding differences of ~1e-7 per entry per step. SGD
+    # amplifies such differences exponentially (chaotic training), so they stay invisible in the
+    # 6 printed digits for a while and then grow to the size of the batch-to-batch noise: measured
+    # (Release, 2 cores) first difference at iteration 39, relative 1.1e-6 up to iteration 80,
+    # 1e-3 at 90, 1-3% over 100-199 (saturated), means over 100-199 within 4e-4.
+    # - iterations 0-59: 1e-4 relative (~100x the measured 1e-6). A real error (a wrong shard,
+    #   no division by the rank count, a lost gradient) changes the loss by > 1e-2 from iteration
+    #   1 or 2 on, so this window is what catches it.
+    # - every iteration: 10% relative (3x the measured saturated 3%): no divergence.
+    # - the mean loss over iterations 100-199 (100 batches average the per-batch noise): 1%
+    #   relative (25x the measured 4e-4); doubled steps or half the data would shift it by more.
+    check(l1[0] == l2[0], "iteration 0 losses are equal (same samples, same weights)")
+    check(early <= 1e-4, "losses of iterations 0-59 agree within 1e-4 relative (measured %.3g)" % early)
+    check(late <= 0.10, "losses of all 200 iterations agree within 10%% relative (measured %.3g)" % late)
+    check(abs(mean1 - mean2) <= 0.01 * mean1, "mean loss over iterations 100-199 within 1% relative")
     a1, a2 = accuracy(one), accuracy(two)
     print("  measured: test accuracy 1 rank %.4f, 2 ranks %.4f" % (a1, a2))
     # 1000 test images: one image is 0.001; the weights differ by the drift above, so at most a
@@ -147,9 +159,14 @@ def test_sparsity_resume(args, tmp):
         if prefix == "mlp_compress":
             # The schedule's structure changes (prune at 15, 25; quantize at 40) happened under
             # the replica check (every iteration) and the snapshots' fingerprint check.
-            check(re.search(r"(?i)quantiz", log) is not None, "the log mentions the quantization phase")
+            check("Sparsity ip1 (magnitude FINE): fired 2 times, sparsity 90.00%" in log,
+                  "ip1 was pruned twice, to 90%")
+            check(re.search(r"Quantization ip1: k-means 5 bits, \d+ of 31 shared values in use", log) is not None,
+                  "ip1 is quantized (5-bit codebook)")
         else:
-            check("DGC" in log, "the log names the DGC exchange")
+            check("gradient exchange: DGC (99% sparse" in log, "the 2-rank run uses the DGC exchange")
+            check(re.search(r"bytes sent per rank and iteration \(dense: \d+, [\d.]+x less\)", log) is not None,
+                  "DGC reports its byte savings")
         for it in (10, 30, 60):
             check(os.path.exists(snapshot(full, prefix, it)), "%s: snapshot at iteration %d written" % (prefix, it))
         # Resume from 30 (after pruning, before quantization) and run to the end.
