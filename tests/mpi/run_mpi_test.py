@@ -222,11 +222,12 @@ def test_tcp(args, tmp):
             print("SKIPPED part: two network namespaces (%s); the loopback TCP part passed" % why, flush=True)
             return
         # mpirun (in dsgmpi0) starts the remote orted through an "rsh agent" that enters dsgmpi1.
-        agent = os.path.join(tmp, "ns_rsh.sh")
+        agent, agent_log = os.path.join(tmp, "ns_rsh.sh"), os.path.join(tmp, "ns_rsh.log")
         with open(agent, "w") as f:
             f.write("#!/bin/sh\n# mpirun's rsh agent: HOST CMD... -> run CMD in the namespace of HOST\n"
                     "host=$1; shift\ncase $host in %s) ns=%s;; *) ns=%s;; esac\n"
-                    "exec ip netns exec $ns sh -c \"$*\"\n" % (NS_ADDR[1], NETNS[1], NETNS[0]))
+                    "echo \"$host $ns\" >> %s\n"
+                    "exec ip netns exec $ns sh -c \"$*\"\n" % (NS_ADDR[1], NETNS[1], NETNS[0], agent_log))
         os.chmod(agent, 0o755)
         hostfile = os.path.join(tmp, "hosts")
         with open(hostfile, "w") as f:
@@ -240,6 +241,10 @@ def test_tcp(args, tmp):
         if status != 0:
             print(out[-6000:])
         check(status == 0, "the 2-rank run across two network namespaces succeeded")
+        # The agent logged that it started mpirun's daemon for the second host inside dsgmpi1 (the
+        # rank there can reach rank 0 only over the veth pair).
+        with open(agent_log) as f:
+            check(("%s %s" % (NS_ADDR[1], NETNS[1])) in f.read(), "rank 1's daemon was started in namespace " + NETNS[1])
         check(losses(out) == ls, "its 30 losses equal the shared-memory run's bitwise")
     finally:
         netns_cleanup()
