@@ -177,6 +177,8 @@ def test_sparsity_resume(args, tmp):
         same = [i for i in lb if i in la and la[i] == lb[i]]
         check(len(same) == len(lb) and len(lb) >= 29,
               "%s: the resumed run's %d losses equal the uninterrupted run's bitwise" % (prefix, len(lb)))
+        check(weights_bytes(a) != weights_bytes(snapshot(full, prefix, 30)),
+              "%s: the weights changed between iterations 30 and 60 (the comparison below means something)" % prefix)
         check(weights_bytes(a) == weights_bytes(b),
               "%s: final snapshot of the resumed run is byte-identical to the uninterrupted run's" % prefix)
 
