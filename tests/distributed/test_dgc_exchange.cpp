@@ -47,6 +47,7 @@ SolverParameter dgc_solver(float sparsity, bool momentum_correction, float momen
   g->set_method(GradientExchangeParameter::DGC);
   g->set_sparsity(sparsity);
   g->set_momentum_correction(momentum_correction);
+  g->set_dense_below(0);  // every tensor goes through top-k (the whole-tensor path has its own test)
   return s;
 }
 
@@ -91,20 +92,21 @@ class Recording final : public Communicator {
 // The (index, value) pairs of the last exchange, per tensor (k_t of them each, in order).
 std::vector<std::vector<std::pair<uint32_t, float>>> sent_pairs(const std::vector<char>& sent,
                                                                 const std::vector<int64_t>& k) {
+  // The message holds, per tensor in order, its k indices (uint32) and then its k values.
   const int64_t total = std::accumulate(k.begin(), k.end(), int64_t(0));
   REQUIRE(int64_t(sent.size()) == total * 8);
   std::vector<std::vector<std::pair<uint32_t, float>>> out;
-  int64_t at = 0;
+  size_t at = 0;
   for (int64_t kt : k) {
     out.emplace_back();
     for (int64_t e = 0; e < kt; ++e) {
       uint32_t index;
       float value;
-      std::memcpy(&index, sent.data() + 4 * (at + e), 4);
-      std::memcpy(&value, sent.data() + 4 * total + 4 * (at + e), 4);
+      std::memcpy(&index, sent.data() + at + 4 * size_t(e), 4);
+      std::memcpy(&value, sent.data() + at + 4 * size_t(kt + e), 4);
       out.back().push_back({index, value});
     }
-    at += kt;
+    at += 8 * size_t(kt);
   }
   return out;
 }
@@ -122,12 +124,18 @@ std::vector<uint32_t> top_k(const std::vector<float>& v, int64_t k) {
 }  // namespace
 
 TEST_CASE("DGC: kept entries and the warm-up schedule", "[dgc]") {
-  CHECK(DgcExchange::kept_entries(400, 0.99f) == 4);
-  CHECK(DgcExchange::kept_entries(8, 0.99f) == 1);  // never fewer than one
-  CHECK(DgcExchange::kept_entries(400, 0.0f) == 400);
-  CHECK(DgcExchange::kept_entries(400, 0.75f) == 100);
   auto net = make_net();
   LocalCommunicator local;
+  DgcExchange sizes(*net, local, dgc_solver(0.99f, true), Device::cpu());
+  CHECK(sizes.kept_entries(400, 0.99f) == 4);
+  CHECK(sizes.kept_entries(8, 0.99f) == 1);  // never fewer than one
+  CHECK(sizes.kept_entries(400, 0.0f) == 400);
+  CHECK(sizes.kept_entries(400, 0.75f) == 100);
+  SolverParameter whole = dgc_solver(0.99f, true);
+  whole.mutable_gradient_exchange()->set_dense_below(100);
+  DgcExchange small_whole(*net, local, whole, Device::cpu());
+  CHECK(small_whole.kept_entries(8, 0.99f) == 8);     // under dense_below: sent whole
+  CHECK(small_whole.kept_entries(400, 0.99f) == 4);
   SolverParameter s = dgc_solver(0.999f, true);
   s.mutable_gradient_exchange()->set_warmup_iter(40);
   DgcExchange dgc(*net, local, s, Device::cpu());
@@ -272,7 +280,7 @@ TEST_CASE("DGC with momentum correction matches the header's formula", "[dgc]") 
             u[r][t][i] = m * u[r][t][i] + gi;
             v[r][t][i] += u[r][t][i];
           }
-          for (uint32_t i : top_k(v[r][t], DgcExchange::kept_entries(int64_t(w[t].size()), s))) {
+          for (uint32_t i : top_k(v[r][t], dgc.kept_entries(int64_t(w[t].size()), s))) {
             want[t][i] += v[r][t][i];
             v[r][t][i] = 0.0f;
             u[r][t][i] = 0.0f;
@@ -372,4 +380,30 @@ TEST_CASE("ThreadCommunicator: collectives in rank order", "[dgc][comm]") {
     CHECK((all[0] == 0 && all[1] == 10 && all[2] == 20));
     CHECK(root_value == 42);
   });
+}
+
+TEST_CASE("DGC: tensors under dense_below are sent whole, as momentum SGD", "[dgc]") {
+  // The net's tensors hold 400 and 8 values; with dense_below 100 the bias (8) is sent whole:
+  // its 8 values without indices, and with momentum correction the sent velocity u is kept, so a
+  // constant gradient g is sent as g, then (m + 1) g, then (m^2 + m + 1) g.
+  auto net = make_net();
+  LocalCommunicator local;
+  SolverParameter s = dgc_solver(0.99f, true, 0.5f);
+  s.mutable_gradient_exchange()->set_dense_below(100);
+  DgcExchange dgc(*net, local, s, Device::cpu());
+  const auto params = net->learnable_params();
+  REQUIRE(params.size() == 2);
+  REQUIRE(params[1].tensor->count() == 8);
+  const float expected_factor[3] = {1.0f, 1.5f, 1.75f};
+  for (int it = 0; it < 3; ++it) {
+    for (const auto& p : params)
+      for (int64_t i = 0; i < p.tensor->count(); ++i) p.tensor->mutable_diff()[i] = 0.25f * float(i + 1);
+    dgc.exchange(it, Device::cpu());
+    for (int64_t i = 0; i < 8; ++i) {
+      INFO("iteration " << it << " bias " << i);
+      CHECK(params[1].tensor->diff()[i] == Approx(expected_factor[it] * 0.25f * float(i + 1)).epsilon(1e-6));
+    }
+    // 4 pairs of the 400-value weight (8 bytes each) and 8 whole bias values (4 bytes each).
+    CHECK(dgc.last_bytes() == 4 * 8 + 8 * 4);
+  }
 }
