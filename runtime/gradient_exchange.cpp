@@ -5,12 +5,15 @@
 
 namespace dsg {
 
+void allreduce_mean(Communicator& comm, float* data, int64_t n, const Device& device) {
+  if (n == 0 || comm.size() == 1) return;
+  comm.allreduce_sum(data, n, device);
+  ops_for(device).scale(n, 1.0f / float(comm.size()), data);
+}
+
 void DenseExchange::exchange(int, const Device& device) {
-  const int64_t n = int64_t(net_.arena_size());
-  if (n == 0 || comm_.size() == 1) return;
-  float* diff = net_.arena_diff(device);
-  comm_.allreduce_sum(diff, n, device);
-  ops_for(device).scale(n, 1.0f / float(comm_.size()), diff);
+  if (net_.arena_size() == 0) return;
+  allreduce_mean(comm_, net_.arena_diff(device), int64_t(net_.arena_size()), device);
 }
 
 uint64_t DenseExchange::dense_bytes() const { return uint64_t(net_.arena_size()) * sizeof(float); }

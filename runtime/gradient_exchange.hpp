@@ -19,6 +19,9 @@ namespace dsg {
 
 class Net;
 
+// Replaces `n` floats of `data` (on `device`) by their mean over the ranks, the same bits on every rank.
+void allreduce_mean(Communicator& comm, float* data, int64_t n, const Device& device);
+
 class GradientExchange {
  public:
   virtual ~GradientExchange() = default;

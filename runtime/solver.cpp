@@ -164,12 +164,7 @@ void Solver::apply_update(float rate) {
 
 void Solver::average_state_blobs() {
   if (comm_->size() == 1) return;
-  const Device& dev = ctx_.device;
-  for (Tensor* t : train_net_->state_blobs()) {
-    float* data = t->mutable_data(dev);
-    comm_->allreduce_sum(data, t->count(), dev);
-    ops_for(dev).scale(t->count(), 1.0f / float(comm_->size()), data);
-  }
+  for (Tensor* t : train_net_->state_blobs()) allreduce_mean(*comm_, t->mutable_data(ctx_.device), t->count(), ctx_.device);
 }
 
 TestReport Solver::test() {
