@@ -12,6 +12,9 @@
 //   dsgcompress MODEL(.dsgmodel|.dsgz) --format onnx -o OUT.onnx [--data DIR] [--shared-weights]
 //       The decoded model as ONNX; with --shared-weights, quantized weights are exported as
 //       Gather(codebook, codes).
+//   dsgcompress MODEL(.dsgmodel|.dsgz) --format npz -o OUT.npz
+//       The (decoded) weights as NumPy arrays "<layer>.weight", "<layer>.bias", ... for Python
+//       users (compress/npz.hpp; numpy.load, then a PyTorch module's load_state_dict).
 //   dsgcompress --thin MODEL.dsgmodel -o OUT [--data DIR]
 //       Removes the output channels pruned by FILTER policies (compress/thin.hpp) and writes
 //       OUT.prototxt (a plain solver config) and OUT.dsgmodel.
@@ -28,6 +31,7 @@
 #include <map>
 #include <random>
 
+#include "compress/npz.hpp"
 #include "compress/weight_blobs.hpp"
 #include "datasets/data_paths.hpp"
 #include "runtime/error.hpp"
@@ -169,6 +173,16 @@ int run_decode(const Options& opt) {
   return 0;
 }
 
+int run_npz(const Options& opt) {
+  const ModelFile model = read_any_model(opt.model);
+  const std::vector<NpyArray> arrays = model_arrays(model);
+  write_npz(opt.output, arrays);
+  std::printf("wrote %s (%zu arrays:", opt.output.c_str(), arrays.size());
+  for (const auto& a : arrays) std::printf(" %s", a.name.c_str());
+  std::printf(")\n");
+  return 0;
+}
+
 int run_onnx(const Options& opt) {
 #ifdef DSG_WITH_ONNX
   DsgzModel dsgz;
@@ -214,7 +228,7 @@ int main(int argc, char** argv) {
       ->required();
   app.add_option("-o,--output", opt.output, "output file (OUT.dsgz; OUT.onnx; OUT.dsgmodel; for --thin the stem)")
       ->required();
-  app.add_option("--format", opt.format, "dsgz (default) or onnx")->check(CLI::IsMember({"dsgz", "onnx"}));
+  app.add_option("--format", opt.format, "dsgz (default), onnx or npz (NumPy arrays for Python)")->check(CLI::IsMember({"dsgz", "onnx", "npz"}));
   app.add_option("--index-bits", opt.index_bits, "relative-index bits for every blob (default: the smallest per blob)")
       ->check(CLI::Range(1, 12));
   app.add_flag("--no-blocks", opt.no_blocks, "one index per weight even when whole kernels / filters are pruned");
@@ -228,8 +242,8 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
-  if (int(opt.thin) + int(opt.decode) + int(opt.format == "onnx") > 1) {
-    std::fprintf(stderr, "dsgcompress: error: choose one of --thin, --decode and --format onnx\n");
+  if (int(opt.thin) + int(opt.decode) + int(opt.format != "dsgz") > 1) {
+    std::fprintf(stderr, "dsgcompress: error: choose one of --thin, --decode and --format onnx|npz\n");
     return 2;
   }
   set_num_threads(opt.threads);
@@ -237,6 +251,7 @@ int main(int argc, char** argv) {
     if (opt.thin) return run_thin(opt);
     if (opt.decode) return run_decode(opt);
     if (opt.format == "onnx") return run_onnx(opt);
+    if (opt.format == "npz") return run_npz(opt);
     return run_dsgz(opt);
   });
 }
