@@ -121,6 +121,12 @@ std::vector<NpyArray> model_arrays(const ModelFile& model) {
     a.data.assign(p.blob().data().begin(), p.blob().data().end());
     out.push_back(std::move(a));
   }
+  // Trained quantization: the codebook (k-means centroids, or TTQ's values) of each active layer.
+  for (const QuantizerState& q : model.quantizer()) {
+    if (!q.active() || q.codebook_size() == 0) continue;
+    out.push_back({q.layer() + ".codebook", {int64_t(q.codebook_size())},
+                   std::vector<float>(q.codebook().begin(), q.codebook().end())});
+  }
   return out;
 }
 

@@ -8,7 +8,8 @@
 // Names follow PyTorch's conventions: a layer's blob 0 is "<layer>.weight", blob 1 "<layer>.bias"
 // (Caffe's and PyTorch's weight layouts agree for InnerProduct [out, in] and Convolution [out,
 // in / group, kh, kw]); further blobs are "<layer>.blob<i>" (BatchNorm's mean, variance and scale
-// factor, as Caffe stores them). Pruned weights are zeros; quantized ones their centroid values.
+// factor, as Caffe stores them). Pruned weights are zeros; quantized ones their centroid values,
+// and "<layer>.codebook" holds the centroids of each quantized layer.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -28,7 +29,7 @@ struct NpyArray {
 std::string npy_bytes(const NpyArray& array);
 // Writes an .npz (stored zip) atomically. Throws dsg::Error on a bad array (size vs shape) or I/O error.
 void write_npz(const std::string& path, const std::vector<NpyArray>& arrays);
-// Every parameter blob of `model`, named as above, in the model's order.
+// Every parameter blob of `model`, named as above, in the model's order, then the codebooks.
 std::vector<NpyArray> model_arrays(const ModelFile& model);
 
 }  // namespace dsg::compress
