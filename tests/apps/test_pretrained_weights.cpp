@@ -100,6 +100,7 @@ TEST_CASE("a .caffemodel written with protobuf loads by layer name and reproduce
   fill(*a1.blobs()[0], 0.05f, 0.01f);
   fill(*a1.blobs()[1], 0.2f, 0.0f);
   fill(*a2.blobs()[0], -0.07f, 0.02f);
+  fill(*a2.blobs()[1], 0.3f, -0.1f);
 
   // Caffe's NetParameter: ip1 with the new-style shape, ip2's weights in the legacy 4-d fields
   // (1 x 1 x 4 x 5), a layer without blobs and one the net does not have.
@@ -122,6 +123,7 @@ TEST_CASE("a .caffemodel written with protobuf loads by layer name and reproduce
   w2->set_channels(1);
   w2->set_height(4);
   w2->set_width(5);
+  a2.blobs()[1]->to_proto(l2->add_blobs());
   LayerParameter* ghost = caffe.add_layer();
   ghost->set_name("conv_from_elsewhere");
   ghost->add_blobs()->add_data(1.0f);
