@@ -133,6 +133,13 @@ PretrainedWeights parse_caffemodel(const std::string& bytes, const std::string& 
                   "upgrade it with Caffe's upgrade_net_proto_binary tool");
   PretrainedWeights w{path, "caffemodel", {}};
   for (const LayerParameter& l : net.layer()) {
+    for (const BlobProto& b : l.blobs()) {
+      const auto& fields = b.GetReflection()->GetUnknownFields(b);
+      for (int i = 0; i < fields.field_count(); ++i)
+        if (b.data_size() == 0 && (fields.field(i).number() == 8 || fields.field(i).number() == 9))
+          throw Error("'" + path + "': the blobs of layer '" + l.name() + "' are stored as double_data; DSG reads float data",
+                      "convert the model to float blobs in Caffe");
+    }
     PretrainedLayer layer{l.name(), {l.blobs().begin(), l.blobs().end()}};
     w.layers.push_back(std::move(layer));
   }

@@ -175,6 +175,12 @@ TEST_CASE("missing, corrupt, V1 and empty weights files are clear errors", "[app
   // Caffe's V1 format: NetParameter field 2 (`layers`), a V1LayerParameter with a name.
   CHECK_THROWS_WITH(apps::read_weights_file(write_bytes(dir, "v1.caffemodel", std::string("\x12\x05\x22\x03ip1", 7))),
                     Catch::Contains("V1 format"));
+  // Caffe's double_data blobs (BlobProto field 8): layer "ip1" with one blob holding 1.0 as a double.
+  const std::string dbl = std::string("\x00\x00\x00\x00\x00\x00\xf0\x3f", 8);
+  const std::string blob = std::string("\x42\x08", 2) + dbl;                          // field 8, 8 bytes
+  const std::string layer = std::string("\x0a\x03ip1", 5) + "\x3a" + char(blob.size()) + blob;  // name, blobs
+  CHECK_THROWS_WITH(apps::read_weights_file(write_bytes(dir, "double.caffemodel", std::string("\xa2\x06", 2) + char(layer.size()) + layer)),
+                    Catch::Contains("double_data"));
   // A NetParameter with layers but no blobs (a net definition, not trained weights).
   NetParameter def = mlp();
   CHECK_THROWS_WITH(apps::read_weights_file(write_bytes(dir, "def.caffemodel", def.SerializeAsString())),
