@@ -39,7 +39,9 @@ std::vector<T> values(const onnx::TensorProto& t, const std::string& path) {
     case onnx::TensorProto::INT32:
     case onnx::TensorProto::UINT8:
     case onnx::TensorProto::INT64: {
-      const size_t width = t.data_type() == onnx::TensorProto::INT64 ? 8 : t.data_type() == onnx::TensorProto::INT32 ? 4 : 1;
+      const size_t width = t.data_type() == onnx::TensorProto::INT64   ? 8
+                           : t.data_type() == onnx::TensorProto::INT32 ? 4
+                                                                       : 1;
       if (t.has_raw_data()) {
         if (raw.size() != size_t(n) * width) throw bad("has " + std::to_string(raw.size()) + " bytes of data");
         for (int64_t k = 0; k < n; ++k) {

@@ -17,7 +17,9 @@ PretrainedWeights read_pretrained_file(const std::string& path, const Pretrained
   ss << in.rdbuf();
   const std::string bytes = ss.str();
   if (bytes.empty()) throw Error("weights file '" + path + "' is empty");
-  auto starts_with = [&](const char* magic, size_t n) { return bytes.size() >= n && std::memcmp(bytes.data(), magic, n) == 0; };
+  auto starts_with = [&](const char* magic, size_t n) {
+    return bytes.size() >= n && std::memcmp(bytes.data(), magic, n) == 0;
+  };
   if (starts_with("DSGMODEL", 8)) return pretrained_from_model(read_model_file(path), path, "dsgmodel");
   if (starts_with("DSGZ", 4)) return pretrained_from_model(decode_model(read_dsgz_file(path)), path, "dsgz");
   PretrainedWeights w;

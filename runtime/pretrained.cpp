@@ -41,11 +41,11 @@ std::vector<std::string> PretrainedReport::lines() const {
   std::vector<std::string> out;
   out.push_back(strfmt("%zu layer(s) copied: %s", copied.size(), copied.empty() ? "none" : join(copied).c_str()));
   if (!not_in_net.empty())
-    out.push_back(strfmt("%zu layer(s) of the file skipped (not in the net): %s", not_in_net.size(),
-                         join(not_in_net).c_str()));
+    out.push_back(
+        strfmt("%zu layer(s) of the file skipped (not in the net): %s", not_in_net.size(), join(not_in_net).c_str()));
   if (!not_in_file.empty())
-    out.push_back(strfmt("%zu layer(s) of the net not in the file (keep their initialisation): %s",
-                         not_in_file.size(), join(not_in_file).c_str()));
+    out.push_back(strfmt("%zu layer(s) of the net not in the file (keep their initialisation): %s", not_in_file.size(),
+                         join(not_in_file).c_str()));
   return out;
 }
 
@@ -70,11 +70,11 @@ PretrainedReport copy_pretrained(Net& net, const PretrainedWeights& weights) {
       const std::vector<int64_t> file_shape = stored_shape(src.blobs[i]);
       const std::vector<int64_t> net_shape(target[i]->shape().begin(), target[i]->shape().end());
       if (without_unit_axes(file_shape) != without_unit_axes(net_shape))
-        throw Error(strfmt("cannot copy parameter %zu of layer '%s' from %s: shape mismatch: the file has %s, the "
-                           "net %s",
-                           i, src.name.c_str(), from.c_str(), shape_text(file_shape).c_str(),
-                           shape_text(net_shape).c_str()),
-                    "rename the layer in the config to learn it from scratch");
+        throw Error(
+            strfmt("cannot copy parameter %zu of layer '%s' from %s: shape mismatch: the file has %s, the "
+                   "net %s",
+                   i, src.name.c_str(), from.c_str(), shape_text(file_shape).c_str(), shape_text(net_shape).c_str()),
+            "rename the layer in the config to learn it from scratch");
       if (src.blobs[i].data_size() != target[i]->count())
         throw Error(strfmt("parameter %zu of layer '%s' in %s holds %d values but its shape %s needs %lld", i,
                            src.name.c_str(), from.c_str(), src.blobs[i].data_size(), shape_text(file_shape).c_str(),
@@ -124,8 +124,10 @@ PretrainedWeights pretrained_from_model(const ModelFile& model, const std::strin
 PretrainedWeights parse_caffemodel(const std::string& bytes, const std::string& path) {
   NetParameter net;
   if (!net.ParseFromString(bytes))
-    throw Error("'" + path + "' is not a weights file: neither .dsgmodel, .dsgz, ONNX nor a Caffe .caffemodel "
-                "(binary NetParameter)", "check the path; a truncated or corrupt file cannot be read");
+    throw Error("'" + path +
+                    "' is not a weights file: neither .dsgmodel, .dsgz, ONNX nor a Caffe .caffemodel "
+                    "(binary NetParameter)",
+                "check the path; a truncated or corrupt file cannot be read");
   const auto& unknown = net.GetReflection()->GetUnknownFields(net);
   for (int i = 0; i < unknown.field_count(); ++i)
     if (unknown.field(i).number() == 2)  // Caffe's V1LayerParameter `layers`
@@ -137,8 +139,9 @@ PretrainedWeights parse_caffemodel(const std::string& bytes, const std::string& 
       const auto& fields = b.GetReflection()->GetUnknownFields(b);
       for (int i = 0; i < fields.field_count(); ++i)
         if (b.data_size() == 0 && (fields.field(i).number() == 8 || fields.field(i).number() == 9))
-          throw Error("'" + path + "': the blobs of layer '" + l.name() + "' are stored as double_data; DSG reads float data",
-                      "convert the model to float blobs in Caffe");
+          throw Error(
+              "'" + path + "': the blobs of layer '" + l.name() + "' are stored as double_data; DSG reads float data",
+              "convert the model to float blobs in Caffe");
     }
     PretrainedLayer layer{l.name(), {l.blobs().begin(), l.blobs().end()}};
     w.layers.push_back(std::move(layer));

@@ -34,10 +34,10 @@ struct PretrainedWeights {
 
 // What copy_pretrained did, by layer name (in net order / file order).
 struct PretrainedReport {
-  std::vector<std::string> copied;        // layers whose blobs were copied
-  std::vector<std::string> not_in_net;    // file layers with blobs that the net does not have
-  std::vector<std::string> not_in_file;   // net layers with blobs that the file does not have
-  std::vector<std::string> lines() const; // the report as log lines (used by log_pretrained_report)
+  std::vector<std::string> copied;         // layers whose blobs were copied
+  std::vector<std::string> not_in_net;     // file layers with blobs that the net does not have
+  std::vector<std::string> not_in_file;    // net layers with blobs that the file does not have
+  std::vector<std::string> lines() const;  // the report as log lines (used by log_pretrained_report)
 };
 
 // Copies `weights` into `net` by layer name (see the top of this file). Throws dsg::Error on a

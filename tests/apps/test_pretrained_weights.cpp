@@ -2,7 +2,6 @@
 // protobuf, DSG snapshots into other configs, .dsgz and DSG-exported ONNX re-imports, the report
 // and the errors (runtime/pretrained.hpp, compress/pretrained_file.hpp, apps/onnx_import.hpp).
 #include <catch2/catch.hpp>
-
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -144,7 +143,8 @@ TEST_CASE("a .caffemodel written with protobuf loads by layer name and reproduce
   Net partial(mlp(), TEST, rng_b);
   const std::vector<float> before = {partial.layer_by_name("ip2")->blobs()[0]->data(),
                                      partial.layer_by_name("ip2")->blobs()[0]->data() + 20};
-  report = copy_pretrained(partial, apps::read_weights_file(write_bytes(dir, "part.caffemodel", caffe.SerializeAsString())));
+  report =
+      copy_pretrained(partial, apps::read_weights_file(write_bytes(dir, "part.caffemodel", caffe.SerializeAsString())));
   CHECK(report.not_in_file == std::vector<std::string>{"ip2"});
   CHECK(std::vector<float>(partial.layer_by_name("ip2")->blobs()[0]->data(),
                            partial.layer_by_name("ip2")->blobs()[0]->data() + 20) == before);
@@ -162,24 +162,27 @@ TEST_CASE("a .caffemodel written with protobuf loads by layer name and reproduce
   }
   // A different number of blobs (ip1 without its bias) is an error too.
   caffe.mutable_layer(0)->mutable_blobs()->RemoveLast();
-  CHECK_THROWS_WITH(copy_pretrained(partial, apps::read_weights_file(write_bytes(dir, "nb.caffemodel", caffe.SerializeAsString()))),
-                    Catch::Contains("the file has 1 blob(s), the net's layer 2"));
+  CHECK_THROWS_WITH(
+      copy_pretrained(partial, apps::read_weights_file(write_bytes(dir, "nb.caffemodel", caffe.SerializeAsString()))),
+      Catch::Contains("the file has 1 blob(s), the net's layer 2"));
 }
 
 TEST_CASE("missing, corrupt, V1 and empty weights files are clear errors", "[apps][pretrained][errors]") {
   TempDir dir;
   CHECK_THROWS_WITH(apps::read_weights_file(dir.file("nope.caffemodel")), Catch::Contains("cannot open weights file"));
   CHECK_THROWS_WITH(apps::read_weights_file(write_bytes(dir, "empty", "")), Catch::Contains("is empty"));
-  CHECK_THROWS_WITH(apps::read_weights_file(write_bytes(dir, "junk.caffemodel", std::string("\xff\xff\xff\xff garbage", 12))),
-                    Catch::Contains("is not a weights file"));
+  CHECK_THROWS_WITH(
+      apps::read_weights_file(write_bytes(dir, "junk.caffemodel", std::string("\xff\xff\xff\xff garbage", 12))),
+      Catch::Contains("is not a weights file"));
   // Caffe's V1 format: NetParameter field 2 (`layers`), a V1LayerParameter with a name.
   CHECK_THROWS_WITH(apps::read_weights_file(write_bytes(dir, "v1.caffemodel", std::string("\x12\x05\x22\x03ip1", 7))),
                     Catch::Contains("V1 format"));
   // Caffe's double_data blobs (BlobProto field 8): layer "ip1" with one blob holding 1.0 as a double.
   const std::string dbl = std::string("\x00\x00\x00\x00\x00\x00\xf0\x3f", 8);
-  const std::string blob = std::string("\x42\x08", 2) + dbl;                          // field 8, 8 bytes
+  const std::string blob = std::string("\x42\x08", 2) + dbl;                                    // field 8, 8 bytes
   const std::string layer = std::string("\x0a\x03ip1", 5) + "\x3a" + char(blob.size()) + blob;  // name, blobs
-  CHECK_THROWS_WITH(apps::read_weights_file(write_bytes(dir, "double.caffemodel", std::string("\xa2\x06", 2) + char(layer.size()) + layer)),
+  CHECK_THROWS_WITH(apps::read_weights_file(
+                        write_bytes(dir, "double.caffemodel", std::string("\xa2\x06", 2) + char(layer.size()) + layer)),
                     Catch::Contains("double_data"));
   // A NetParameter with layers but no blobs (a net definition, not trained weights).
   NetParameter def = mlp();
@@ -197,7 +200,8 @@ TEST_CASE("missing, corrupt, V1 and empty weights files are clear errors", "[app
                     Catch::Contains("truncated"));
 }
 
-TEST_CASE("dsgtrain --weights starts other configs from a snapshot, a .dsgz and a DSG-exported ONNX", "[apps][pretrained]") {
+TEST_CASE("dsgtrain --weights starts other configs from a snapshot, a .dsgz and a DSG-exported ONNX",
+          "[apps][pretrained]") {
   TempDir dir;
   test::write_learnable_idx(dir);
   const std::string data = dir.path().string();
@@ -211,7 +215,8 @@ TEST_CASE("dsgtrain --weights starts other configs from a snapshot, a .dsgz and 
 
   // Another config (Dropout added, tested before training): the first test reproduces the snapshot's.
   std::ofstream(dir.file("other.prototxt")) << tested_first(test::tiny_mlp_solver(data, 4, "", /*dropout=*/true));
-  auto other = dsgtrain(dir.file("other.prototxt") + " --seed 5 --output " + dir.file("other") + " --weights " + snapshot);
+  auto other =
+      dsgtrain(dir.file("other.prototxt") + " --seed 5 --output " + dir.file("other") + " --weights " + snapshot);
   INFO(other.output);
   REQUIRE(other.status == 0);
   CHECK_THAT(other.output, Catch::Contains("Copying weights from " + snapshot + " (dsgmodel)") &&
@@ -222,7 +227,8 @@ TEST_CASE("dsgtrain --weights starts other configs from a snapshot, a .dsgz and 
   const std::string prune_cfg = std::regex_replace(
       test::tiny_mlp_solver(data, 32, "schedule { phase { name: \"prune\" start_epoch: 0 mode: PRUNE } }\n"),
       std::regex("num_output: 32 weight_filler \\{ type: \"xavier\" \\} \\}"),
-      "num_output: 32 weight_filler { type: \"xavier\" } }\n   sparsity_param { policy: \"magnitude\" target_sparsity: 0.5 }");
+      "num_output: 32 weight_filler { type: \"xavier\" } }\n   sparsity_param { policy: \"magnitude\" target_sparsity: "
+      "0.5 }");
   REQUIRE(prune_cfg.find("sparsity_param") != std::string::npos);
   std::ofstream(dir.file("prune.prototxt")) << prune_cfg;
   auto prune = dsgtrain(dir.file("prune.prototxt") + " --output " + dir.file("prune") + " --weights " + snapshot);
@@ -238,7 +244,8 @@ TEST_CASE("dsgtrain --weights starts other configs from a snapshot, a .dsgz and 
   // The solver's weights: field, relative to the solver file.
   fs::create_directories(dir.file("cfg"));
   fs::copy_file(snapshot, dir.file("cfg/start.dsgmodel"));
-  std::ofstream(dir.file("cfg/field.prototxt")) << tested_first(test::tiny_mlp_solver(data, 4, "weights: \"start.dsgmodel\"\n"));
+  std::ofstream(dir.file("cfg/field.prototxt"))
+      << tested_first(test::tiny_mlp_solver(data, 4, "weights: \"start.dsgmodel\"\n"));
   auto field = dsgtrain(dir.file("cfg/field.prototxt") + " --output " + dir.file("field"));
   INFO(field.output);
   REQUIRE(field.status == 0);
@@ -254,24 +261,27 @@ TEST_CASE("dsgtrain --weights starts other configs from a snapshot, a .dsgz and 
   CHECK(from_dsgz.format == "dsgz");
   check_same_blobs(from_snapshot, from_dsgz);
   // --weights overrides the solver's weights: (the field config, started from the .dsgz).
-  auto zrun = dsgtrain(dir.file("cfg/field.prototxt") + " --output " + dir.file("z") + " --weights " + dir.file("dense.dsgz"));
+  auto zrun =
+      dsgtrain(dir.file("cfg/field.prototxt") + " --output " + dir.file("z") + " --weights " + dir.file("dense.dsgz"));
   INFO(zrun.output);
   REQUIRE(zrun.status == 0);
   CHECK_THAT(zrun.output, Catch::Contains("(dsgz)") && !Catch::Contains("start.dsgmodel"));
   CHECK(first_accuracy(zrun.output) == accuracy);
 
   // The shape mismatch, a missing and a corrupt file through the tool: one line, non-zero exit.
-  std::ofstream(dir.file("wide.prototxt")) << std::regex_replace(test::tiny_mlp_solver(data, 4), std::regex("num_output: 32"),
-                                                                 "num_output: 16");
+  std::ofstream(dir.file("wide.prototxt"))
+      << std::regex_replace(test::tiny_mlp_solver(data, 4), std::regex("num_output: 32"), "num_output: 16");
   auto wide = dsgtrain(dir.file("wide.prototxt") + " --output " + dir.file("wide") + " --weights " + snapshot);
   CHECK(wide.status == 1);
   CHECK_THAT(last_line(wide.output), Catch::Contains("layer 'ip1'") && Catch::Contains("the file has (32 x 144)") &&
                                          Catch::Contains("the net (16 x 144)"));
-  auto missing = dsgtrain(dir.file("dense.prototxt") + " --output " + dir.file("m") + " --weights " + dir.file("no.dsgmodel"));
+  auto missing =
+      dsgtrain(dir.file("dense.prototxt") + " --output " + dir.file("m") + " --weights " + dir.file("no.dsgmodel"));
   CHECK(missing.status == 1);
   CHECK_THAT(last_line(missing.output), Catch::Contains("cannot open weights file"));
   std::ofstream(dir.file("corrupt.caffemodel")) << "\xff\xfe this is not a model";
-  auto corrupt = dsgtrain(dir.file("dense.prototxt") + " --output " + dir.file("c") + " --weights " + dir.file("corrupt.caffemodel"));
+  auto corrupt = dsgtrain(dir.file("dense.prototxt") + " --output " + dir.file("c") + " --weights " +
+                          dir.file("corrupt.caffemodel"));
   CHECK(corrupt.status == 1);
   CHECK_THAT(last_line(corrupt.output), Catch::Contains("is not a weights file"));
 
@@ -283,7 +293,8 @@ TEST_CASE("dsgtrain --weights starts other configs from a snapshot, a .dsgz and 
   const PretrainedWeights from_onnx = apps::read_weights_file(dir.file("dense.onnx"));
   CHECK(from_onnx.format == "onnx");
   check_same_blobs(from_snapshot, from_onnx);
-  auto orun = dsgtrain(dir.file("other.prototxt") + " --seed 5 --output " + dir.file("o") + " --weights " + dir.file("dense.onnx"));
+  auto orun = dsgtrain(dir.file("other.prototxt") + " --seed 5 --output " + dir.file("o") + " --weights " +
+                       dir.file("dense.onnx"));
   INFO(orun.output);
   REQUIRE(orun.status == 0);
   CHECK_THAT(orun.output, Catch::Contains("(onnx)") && Catch::Contains("2 layer(s) copied: ip1, ip2"));
