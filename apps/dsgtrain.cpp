@@ -1,10 +1,12 @@
 // dsgtrain: trains a net from a solver prototxt.
 //   [mpirun -np R] dsgtrain CONFIG [--epochs E | --iterations N] [--threads T] [--device cpu|cuda[:N]]
-//            [--seed S] [--data DIR] [--output DIR] [--resume FILE] [--check-transfers] [--profile]
+//            [--seed S] [--data DIR] [--output DIR] [--resume FILE | --weights FILE] [--check-transfers] [--profile]
 //            [--comm-timeout S] [--check-replicas N]
 // Under mpirun every rank trains on its share of each global batch (distributed/ranks.hpp,
 // Solver::set_communicator); rank 0 logs, writes metrics and snapshots, the others log only
 // errors. An error on any rank ends the whole job (Communicator::abort).
+// --weights (or the solver's `weights:`, relative to the solver file) starts from pretrained weights
+// copied by layer name (apps/pretrained.hpp; every rank reads the file); --resume continues a run.
 // --device host-device-code (a test aid) runs the layers' device code on the host
 // (Context::device_code_on_host), so a whole run exercises the device path on a CPU machine.
 // --check-transfers makes every layer's forward / backward and the solver update throw if they
@@ -24,6 +26,7 @@
 #include <thread>
 
 #include "apps/fast_blas.hpp"
+#include "apps/pretrained.hpp"
 #include "apps/tool_main.hpp"
 #include "datasets/data_paths.hpp"
 #include "distributed/dgc_exchange.hpp"
@@ -50,7 +53,7 @@ struct Options {
   std::string device = "cpu";
   int64_t seed = -1;
   bool seed_given = false;
-  std::string data_dir, output_dir, resume;
+  std::string data_dir, output_dir, resume, weights;
   bool profile = false;
   bool check_transfers = false;
   double comm_timeout = 30;
@@ -163,6 +166,13 @@ int run(const Options& opt, Communicator& comm) {
              " applies to several ranks (mpirun -np N); one process exchanges nothing");
   }
   solver.set_replica_check(opt.check_replicas);
+  // Caffe's semantics: --weights replaces the solver's weights:, a resumed snapshot replaces both.
+  std::vector<std::string> weights;
+  if (!opt.weights.empty()) weights = {opt.weights};
+  else
+    for (const std::string& w : solver_param.weights())
+      weights.push_back(fs::path(w).is_absolute() || config.config_dir.empty() ? w : (fs::path(config.config_dir) / w).string());
+  if (opt.resume.empty()) apps::load_pretrained(solver.train_net(), weights);
 
   if (opt.epochs > 0 || opt.iterations > 0) {
     int64_t max_iter = opt.iterations;
@@ -255,7 +265,11 @@ int main(int argc, char** argv) {
   app.add_option("--seed", opt.seed, "random seed (overrides random_seed)");
   app.add_option("--data", opt.data_dir, "directory holding the data files named in the config");
   app.add_option("--output", opt.output_dir, "directory for snapshots and metrics.jsonl (default out/<config>)");
-  app.add_option("--resume", opt.resume, "continue from a .dsgmodel snapshot");
+  auto* resume = app.add_option("--resume", opt.resume, "continue from a .dsgmodel snapshot");
+  app.add_option("--weights", opt.weights,
+                 "start from pretrained weights copied by layer name (.dsgmodel, .dsgz, .caffemodel or ONNX; "
+                 "overrides the solver's weights:)")
+      ->excludes(resume);
   app.add_flag("--profile", opt.profile, "log each layer's forward / backward time per training iteration at the end");
   app.add_option("--comm-timeout", opt.comm_timeout,
                  "under mpirun: seconds to wait for the other ranks before ending the job (default 30)")
