@@ -16,7 +16,6 @@
 
 #include "apps/tensorboard_events.hpp"
 #include "apps/training_outputs.hpp"
-#include "support/run_tool.hpp"
 #include "support/sparse_configs.hpp"
 
 using dsg::test::TempDir;
@@ -55,30 +54,37 @@ std::string logging_solver(const TempDir& dir) {
   return dir.file("logs.prototxt");
 }
 
-struct Run {
-  std::string log, metrics, output;
-};
-
-Run train(const TempDir& dir, const std::string& extra = "") {
-  dsg::test::write_learnable_idx(dir);
-  auto r = dsg::test::run_tool("dsgtrain", logging_solver(dir) + " --threads 1 --seed 5 --output " + dir.file("out") +
-                                               extra + " 2> " + dir.file("train.log"),
-                               false);
-  INFO(read_all(dir.file("train.log")));
-  REQUIRE(r.status == 0);
-  return {dir.file("train.log"), dir.file("out/metrics.jsonl"), r.output};
-}
-
-int run_python(const std::string& script_and_args, std::string* output) {
-  const std::string cmd = "/usr/bin/python3 " + std::string(DSG_SOURCE_DIR) + "/tests/apps/scripts/" +
-                          script_and_args + " 2>&1";
-  FILE* pipe = popen(cmd.c_str(), "r");
+// Runs `command` through the shell; its exit status, and stdout and stderr in *output.
+int shell(const std::string& command, std::string* output) {
+  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
   REQUIRE(pipe);
   char buf[4096];
   output->clear();
   while (size_t n = fread(buf, 1, sizeof(buf), pipe)) output->append(buf, n);
   const int status = pclose(pipe);
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+int run_python(const std::string& script_and_args, std::string* output) {
+  return shell("/usr/bin/python3 " + std::string(DSG_SOURCE_DIR) + "/tests/apps/scripts/" + script_and_args, output);
+}
+
+struct Run {
+  std::string log, metrics;
+};
+
+// dsgtrain's log (stderr) goes to DIR/train.log, as a user would keep it for the parsers.
+Run train(const TempDir& dir, const std::string& extra = "") {
+  dsg::test::write_learnable_idx(dir);
+  std::string out;
+  const int status = shell("(" + std::string(DSG_BINARY_DIR) + "/dsgtrain " + logging_solver(dir) +
+                               " --threads 1 --seed 5 --output " + dir.file("out") + extra + " 2> " +
+                               dir.file("train.log") + ")",
+                           &out);
+  INFO(out + read_all(dir.file("train.log")));
+  REQUIRE(status == 0);
+  REQUIRE_THAT(read_all(dir.file("train.log")), Catch::Contains("] Solving "));
+  return {dir.file("train.log"), dir.file("out/metrics.jsonl")};
 }
 
 }  // namespace

@@ -173,6 +173,9 @@ def main():
           (len(train), len(test)))
     check(len(train) + len(test) == len(rows), "every metrics.jsonl row has kind train or test")
 
+    check(any("] Solving " in l for l in lines), "the log has the '] Solving ' line (the parsers' start time)")
+    if failures:
+        return 1
     caffe_forms = re.compile(r"\] Iteration \d+, (Testing net \(#\d+\)|loss = \S+|lr = \S+)$")
     odd = [l for l in lines if "Iteration " in l and not caffe_forms.search(l)]
     check(not odd, "every line holding 'Iteration ' has one of Caffe's forms%s" %
@@ -198,7 +201,10 @@ def main():
     check([int(r["NumIters"]) for r in py_train] == [r["iteration"] for r in train],
           "parse_log.py train rows: NumIters == metrics.jsonl train iterations (%s)" %
           [int(r["NumIters"]) for r in py_train])
-    check(len(py_train) == len(train) and all(close(p["LearningRate"], m["lr"]) for p, m in zip(py_train, train)),
+    # dsgtrain logs "lr = " before the train outputs, so each row gets its own rate; parse_log.py
+    # then overwrites the first row's with the second's (fix_initial_nan_learning_rate).
+    want_lr = [m["lr"] for m in train[1:2]] + [m["lr"] for m in train[1:]]
+    check(len(py_train) == len(train) and all(close(p["LearningRate"], w) for p, w in zip(py_train, want_lr)),
           "parse_log.py train rows: LearningRate == metrics.jsonl lr (%s)" % [p["LearningRate"] for p in py_train])
     check(all("loss" in p and math.isfinite(p["loss"]) for p in py_train), "parse_log.py train rows: a loss column")
     check([int(r["NumIters"]) for r in py_test] == [r["iteration"] for r in test],
