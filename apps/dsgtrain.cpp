@@ -1,7 +1,7 @@
 // dsgtrain: trains a net from a solver prototxt.
 //   [mpirun -np R] dsgtrain CONFIG [--epochs E | --iterations N] [--threads T] [--device cpu|cuda[:N]]
 //            [--seed S] [--data DIR] [--output DIR] [--resume FILE | --weights FILE] [--check-transfers] [--profile]
-//            [--comm-timeout S] [--check-replicas N]
+//            [--comm-timeout S] [--check-replicas N] [--tensorboard DIR]
 // Under mpirun every rank trains on its share of each global batch (distributed/ranks.hpp,
 // Solver::set_communicator); rank 0 logs, writes metrics and snapshots, the others log only
 // errors. An error on any rank ends the whole job (Communicator::abort).
@@ -12,7 +12,8 @@
 // --check-transfers makes every layer's forward / backward and the solver update throw if they
 // copy anything between host and device (runtime/context.hpp).
 // Logs in Caffe's line format on stderr; a progress line on a terminal; OUTPUT/metrics.jsonl with
-// one JSON object per test evaluation. Exit status 0 on success, 1 on any error (one line), 2 on
+// one JSON object per display interval and per test, and TensorBoard events with --tensorboard DIR
+// (apps/training_outputs.hpp). Exit status 0 on success, 1 on any error (one line), 2 on
 // bad command-line usage.
 #include <unistd.h>
 
@@ -28,6 +29,7 @@
 #include "apps/fast_blas.hpp"
 #include "apps/pretrained.hpp"
 #include "apps/tool_main.hpp"
+#include "apps/training_outputs.hpp"
 #include "datasets/data_paths.hpp"
 #include "distributed/dgc_exchange.hpp"
 #include "distributed/ranks.hpp"
@@ -53,39 +55,17 @@ struct Options {
   std::string device = "cpu";
   int64_t seed = -1;
   bool seed_given = false;
-  std::string data_dir, output_dir, resume, weights;
+  std::string data_dir, output_dir, resume, weights, tensorboard_dir;
   bool profile = false;
   bool check_transfers = false;
   double comm_timeout = 30;
   int check_replicas = 0;
 };
 
-std::string json_number(double v) {
-  if (!std::isfinite(v)) return "null";
-  return strfmt("%.6g", v);
-}
-
 std::string format_eta(double seconds) {
   if (!std::isfinite(seconds) || seconds < 0) return "--:--";
   long s = long(seconds + 0.5);
   return s >= 3600 ? strfmt("%ld:%02ld:%02ld", s / 3600, (s / 60) % 60, s % 60) : strfmt("%02ld:%02ld", s / 60, s % 60);
-}
-
-// One metrics.jsonl row: a test's outputs, throughput and the training net's cost.
-std::string metrics_line(const TestReport& r) {
-  std::string line = strfmt("{\"iteration\": %d, \"epoch\": %s, \"train_loss\": %s, \"test_loss\": %s", r.iter,
-                            json_number(r.epoch).c_str(), json_number(r.train_loss).c_str(), json_number(r.loss).c_str());
-  for (const auto& kv : r.outputs) line += ", \"" + kv.first + "\": " + json_number(kv.second);
-  line += ", \"images_per_sec\": " + json_number(r.images_per_sec);
-  if (r.exchange_bytes_per_iter > 0) line += ", \"exchange_bytes_per_iter\": " + json_number(r.exchange_bytes_per_iter);
-  const NetCost& c = r.train_cost;
-  if (c.dense_forward_macs > 0)
-    line += ", \"train_macs_dense\": " + json_number(c.dense_training_ops()) + ", \"train_macs\": " +
-            json_number(c.training_ops()) + ", \"search_ops\": " + json_number(c.search_ops) +
-            ", \"inference_macs_dense\": " + json_number(c.dense_forward_macs) + ", \"inference_macs\": " +
-            json_number(c.inference_ops()) + ", \"activation_bytes\": " + json_number(c.activation_bytes()) +
-            ", \"activation_zvc_bytes\": " + json_number(c.activation_zvc_bytes());
-  return line + "}";
 }
 
 // --profile: per-layer wall-clock of the training passes (milliseconds per pass, tests excluded).
@@ -200,14 +180,10 @@ int run(const Options& opt, Communicator& comm) {
                   static_cast<long long>(solver.train_set_size()), prefix.c_str()));
 
   std::string metrics_path = (output / "metrics.jsonl").string();
-  std::ofstream metrics;
+  std::unique_ptr<apps::TrainingOutputs> outputs;  // metrics.jsonl and --tensorboard events (rank 0)
   if (lead) {
-    metrics.open(metrics_path, opt.resume.empty() ? std::ios::trunc : std::ios::app);
-    if (!metrics) throw Error("cannot write " + metrics_path);
-    solver.on_test = [&](const TestReport& r) {
-      metrics << metrics_line(r) << "\n";
-      metrics.flush();
-    };
+    outputs = std::make_unique<apps::TrainingOutputs>(solver, metrics_path, !opt.resume.empty(), opt.tensorboard_dir);
+    if (!opt.tensorboard_dir.empty()) log_info("TensorBoard events: " + outputs->events_path());
   }
 
   const bool tty = lead && ::isatty(STDERR_FILENO);
@@ -270,6 +246,8 @@ int main(int argc, char** argv) {
                  "start from pretrained weights copied by layer name (.dsgmodel, .dsgz, .caffemodel or ONNX; "
                  "overrides the solver's weights:)")
       ->excludes(resume);
+  app.add_option("--tensorboard", opt.tensorboard_dir,
+                 "also write TensorBoard event files (losses, lr, accuracy, sparsity, MACs, weight histograms) to DIR");
   app.add_flag("--profile", opt.profile, "log each layer's forward / backward time per training iteration at the end");
   app.add_option("--comm-timeout", opt.comm_timeout,
                  "under mpirun: seconds to wait for the other ranks before ending the job (default 30)")

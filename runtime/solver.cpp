@@ -217,6 +217,7 @@ void Solver::solve() {
   const int average = std::max(1, param_.average_loss());
   auto window_start = Clock::now();
   int window_iter = iter_;
+  double window_overhead = overhead_seconds_;
   auto test_start = Clock::now();
   int test_iter_start = iter_;
   auto run_test = [&] {
@@ -226,7 +227,7 @@ void Solver::solve() {
     NetCost cost = trained ? measure_net_cost(*train_net_) : NetCost{};
     TestReport r = test();
     r.train_cost = cost;
-    if (trained) log_info(strfmt("Iteration %d, train net cost: ", iter_) + describe_net_cost(cost));
+    if (trained) log_info(strfmt("Train net cost at iteration %d: ", iter_) + describe_net_cost(cost));
     overhead_seconds_ += std::chrono::duration<double>(Clock::now() - begin).count();
     r.images_per_sec = secs > 0 ? double(iter_ - test_iter_start) * samples_per_iter() / secs : 0;
     r.exchange_bytes_per_iter = iter_ > test_iter_start ? double(exchange_bytes_) / (iter_ - test_iter_start) : 0;
@@ -284,22 +285,35 @@ void Solver::solve() {
     if (param_.display() > 0 && iter_ % param_.display() == 0) {
       double secs = std::chrono::duration<double>(Clock::now() - window_start).count();
       double ips = secs > 0 ? (iter_ - window_iter) / secs : 0;
-      log_info(strfmt("Iteration %d (%.4g iter/s, %.3fs/%d iters), loss = %g", iter_, ips, secs,
-                      param_.display(), smoothed));
+      const double train_secs = secs - (overhead_seconds_ - window_overhead);
+      DisplayReport report{iter_, epoch(), smoothed, rate,
+                           train_secs > 0 ? double(iter_ - window_iter) * samples_per_iter() / train_secs : 0.0,
+                           {}, {}};
+      // Caffe's lines as both of its log parsers read them (tools/extra/parse_log.sh takes the
+      // loss as the 9th field of "Iteration N, loss = X" and counts every other line that holds
+      // "Iteration " after the first test as a test; parse_log.py files the train outputs under
+      // the last "lr = "): the loss, the rate, the throughput (no "Iteration "), the outputs.
+      log_info(strfmt("Iteration %d, loss = %g", iter_, smoothed));
+      log_info(strfmt("Iteration %d, lr = %g", iter_, rate));
+      log_info(strfmt("    %.4g iter/s, %.3fs/%d iters", ips, secs, iter_ - window_iter));
       int k = 0;
       for (const auto& name : train_net_->output_names()) {
         const Tensor& t = train_net_->blob(name);
-        if (t.count() == 1)
-          log_info(strfmt("    Train net output #%d: %s = %g", k++, name.c_str(),
-                          float(ops_for(ctx_.device).sum(1, t.data(ctx_.device)))));
+        if (t.count() != 1) continue;
+        const float value = float(ops_for(ctx_.device).sum(1, t.data(ctx_.device)));
+        log_info(strfmt("    Train net output #%d: %s = %g", k++, name.c_str(), value));
+        report.outputs.emplace_back(name, value);
       }
-      log_info(strfmt("Iteration %d, lr = %g", iter_, rate));
-      for (const auto& h : hooks_)
+      for (const auto& h : hooks_) {
         for (const auto& line : h->report()) log_info(line);
+        for (auto& stats : h->layer_stats()) report.layers.push_back(std::move(stats));
+      }
       if (exchange_)
         for (const auto& line : exchange_->report()) log_info(line);
+      if (on_display) on_display(report);
       window_start = Clock::now();
       window_iter = iter_;
+      window_overhead = overhead_seconds_;
     }
     for (auto& h : hooks_) h->before_update(rate);
     if (check_transfers) {

@@ -2,7 +2,8 @@
 // gradient normalisation, clipping and L1/L2 regularisation, the update rule, periodic tests,
 // atomic snapshots and resume. Plug-ins join the loop through TrainingHooks
 // (runtime/training_hooks.hpp); data layers are reached through BatchSource. Observers receive
-// progress and test results (dsgtrain prints progress lines and writes metrics.jsonl from them).
+// progress, display-interval and test results (dsgtrain prints progress lines and writes
+// metrics.jsonl and TensorBoard events from them).
 //
 // Data parallelism (set_communicator): every rank runs a Solver on the same config; each trains on
 // its share of every global batch, the gradients are combined by a GradientExchange (dense
@@ -42,6 +43,17 @@ struct IterationReport {
   double images_per_sec; // since the previous report (all ranks together)
   uint64_t exchange_bytes;       // gradient bytes this rank sent this iteration (0: one process)
   uint64_t dense_exchange_bytes; // what a dense exchange sends
+};
+
+// What the display interval logs (display > 0), at iteration `iter` before its update.
+struct DisplayReport {
+  int iter;
+  double epoch;
+  float loss;                                          // smoothed over average_loss iterations
+  float lr;                                            // the rate this iteration's update uses
+  double images_per_sec;                               // since the previous display, tests and snapshots excluded
+  std::vector<std::pair<std::string, float>> outputs;  // train net outputs of this iteration
+  std::vector<LayerStats> layers;                      // from the hooks (TrainingHooks::layer_stats), in order
 };
 
 struct TestReport {
@@ -103,6 +115,7 @@ class Solver {
 
   std::function<void(const IterationReport&)> on_iteration;
   std::function<void(const TestReport&)> on_test;
+  std::function<void(const DisplayReport&)> on_display;
 
  private:
   void apply_update(float rate);

@@ -5,6 +5,7 @@
 //   begin_iteration(it)          before the test of iteration it (if any) and before forward
 //   lr_mult(it)                  multiplies the learning rate of iteration it (product over hooks)
 //   report()                     extra lines for the display-interval log
+//   layer_stats()                per-layer state at display intervals (metrics, TensorBoard)
 //   before_update(rate)          after backward (diffs hold the gradient), before the update rule
 //   after_update()               after the weights changed
 //   save(model) / load(model,it) plug-in state inside snapshots, so a resumed run continues exactly
@@ -22,6 +23,13 @@
 
 namespace dsg {
 
+// What a plug-in reports about one layer at a display interval (Solver's DisplayReport).
+struct LayerStats {
+  std::string layer;
+  double sparsity = -1;  // fraction of the layer's weights that are zero; < 0: not reported
+  int bits = 0;          // bits per weight (32: full precision); 0: not reported
+};
+
 class TrainingHooks {
  public:
   virtual ~TrainingHooks() = default;
@@ -33,6 +41,7 @@ class TrainingHooks {
   virtual bool changed_structure() const { return false; }
   virtual float lr_mult(int iter) const { (void)iter; return 1.0f; }
   virtual std::vector<std::string> report() const { return {}; }
+  virtual std::vector<LayerStats> layer_stats() const { return {}; }
   virtual void before_update(float rate) { (void)rate; }
   virtual void after_update() {}
   virtual void save(ModelFile* model) const { (void)model; }

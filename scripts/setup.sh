@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake pkg-config libprotobuf-dev protobuf-compiler libspdlog-dev libcli11-dev
           catch2 libopenblas-dev zlib1g-dev dataset-fashion-mnist fortunes libonnx-dev python3-onnx
-          openmpi-bin libopenmpi-dev python3-numpy python3-torch python3-matplotlib)
+          openmpi-bin libopenmpi-dev python3-numpy python3-torch python3-matplotlib python3-venv)
 [ "${1:-}" = "--bench" ] && packages+=(python3-torch python3-numpy python3-matplotlib)
 
 missing=()

@@ -360,6 +360,23 @@ std::vector<std::string> SparsityController::report() const {
   return lines;
 }
 
+std::vector<LayerStats> SparsityController::layer_stats() const {
+  std::vector<LayerStats> out;
+  auto entry = [&](const std::string& layer) -> LayerStats& {
+    for (auto& s : out)
+      if (s.layer == layer) return s;
+    out.push_back(LayerStats{layer});
+    return out.back();
+  };
+  for (const auto& pol : policies_) entry(pol->layer_name()).sparsity = pol->sparsity();
+  for (const auto& q : quantizers_) {
+    // k-means: `bits` per code; TTQ: ternary codes (2 bits); full precision until quantized.
+    const int bits = q->param().method() == QuantizationParameter::TTQ ? 2 : int(q->param().bits());
+    entry(q->layer_name()).bits = q->active() ? bits : 32;
+  }
+  return out;
+}
+
 std::vector<std::string> SparsityController::describe() const {
   std::vector<std::string> lines;
   for (size_t i = 0; i < phases_.size(); ++i) {

@@ -7,6 +7,7 @@
 //   after_update()       masks weights (pruned stay exactly 0), then projects quantized layers;
 //   lr_mult(it)          the phase's learning-rate multiplier;
 //   report()             "fired N times, sparsity X% (target Y%)" per policy;
+//   layer_stats()        each driven layer's sparsity (policies) and bits per weight (quantizers);
 //   save()/load()        policy state in snapshots, so a resumed run continues identically.
 #pragma once
 #include <memory>
@@ -40,6 +41,7 @@ class SparsityController : public TrainingHooks {
   void before_update(float rate) override;
   void after_update() override;
   std::vector<std::string> report() const override;
+  std::vector<LayerStats> layer_stats() const override;
   // The resolved schedule, one line per phase.
   std::vector<std::string> describe() const;
   void save(ModelFile* model) const override;

@@ -61,6 +61,7 @@ std::string train(const TempDir& dir) {
   int lines = 0;
   while (std::getline(metrics, line)) {
     INFO(line);
+    if (line.find("\"kind\": \"train\"") != std::string::npos) continue;  // the display rows
     for (const std::string key : {"\"test_loss\": ", "\"loss\": ", "\"train_loss\": "}) {
       if (lines == 0 && key == "\"train_loss\": ") continue;
       const size_t at = line.find(key);
