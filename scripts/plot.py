@@ -92,11 +92,12 @@ def curves(args):
 def sparsity(args):
     train, _ = split_rows(read_jsonl(args.files[0]))
     series = {}
-    for r in train:
-        for layer, value in (r.get("sparsity") or {}).items():
-            series.setdefault(layer, []).append((r["iteration"], 100 * value))
+    for r in train:  # "layers": {"ip1": {"sparsity": 0.9, "bits": 5}, ...} (apps/training_outputs.hpp)
+        for layer, stats in (r.get("layers") or {}).items():
+            if "sparsity" in stats:
+                series.setdefault(layer, []).append((r["iteration"], 100 * stats["sparsity"]))
     if not series:
-        fail("%s has no per-layer sparsity (rows with \"kind\": \"train\" and \"sparsity\")" % args.files[0])
+        fail("%s has no per-layer sparsity (rows with \"kind\": \"train\" and \"layers\")" % args.files[0])
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for layer, points in sorted(series.items()):
         ax.plot([p[0] for p in points], [p[1] for p in points], label=layer)

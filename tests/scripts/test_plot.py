@@ -26,7 +26,8 @@ def main():
         with open(path("metrics.jsonl"), "w") as f:
             for it in (100, 200, 300):
                 f.write(json.dumps({"kind": "train", "iteration": it, "epoch": it / 100, "loss": 1.0 / it, "lr": 0.01,
-                                    "sparsity": {"ip1": it / 400, "ip2": it / 500}}) + "\n")
+                                    "layers": {"ip1": {"sparsity": it / 400, "bits": 32}, "ip2": {"sparsity": it / 500}}})
+                        + "\n")
             f.write(json.dumps({"iteration": 300, "epoch": 3, "train_loss": 0.3, "test_loss": 0.35,
                                 "accuracy": 0.9}) + "\n")
         with open(path("old.jsonl"), "w") as f:  # test rows only (older dsgtrain)
