@@ -310,10 +310,22 @@ std::string Exporter::param_value(int i, int p, const std::string& suffix, Dims 
   const OnnxSharedWeights& s = it->second;
   const std::string codebook = float_init(base + "/codebook", {int64_t(s.codebook.size())}, s.codebook);
   std::string indices;
-  onnx::TensorProto* ti = initializer(base + "/indices", dims, onnx::TensorProto::INT32, &indices);
-  std::string* raw = ti->mutable_raw_data();
-  raw->reserve(s.codes.size() * 4);
-  for (int32_t c : s.codes) put_le32(*raw, uint32_t(c));
+  if (s.codebook.size() <= 256) {
+    // Codes of <= 8 bits as UINT8 (a quarter of INT32's bytes); Gather takes int32 / int64
+    // indices, so a Cast widens them in the graph.
+    std::string codes;
+    onnx::TensorProto* ti = initializer(base + "/codes", dims, onnx::TensorProto::UINT8, &codes);
+    std::string* raw = ti->mutable_raw_data();
+    raw->reserve(s.codes.size());
+    for (int32_t c : s.codes) raw->push_back(char(uint8_t(c)));
+    indices = fresh(base + "/indices");
+    attr(node("Cast", {codes}, {indices}, l.name() + "/" + suffix + "/cast"), "to", int64_t(onnx::TensorProto::INT32));
+  } else {
+    onnx::TensorProto* ti = initializer(base + "/indices", dims, onnx::TensorProto::INT32, &indices);
+    std::string* raw = ti->mutable_raw_data();
+    raw->reserve(s.codes.size() * 4);
+    for (int32_t c : s.codes) put_le32(*raw, uint32_t(c));
+  }
   const std::string out = fresh(base);
   attr(node("Gather", {codebook, indices}, {out}, l.name() + "/" + suffix + "/gather"), "axis", int64_t(0));
   return out;

@@ -47,8 +47,10 @@
 // blob's name). Anything else throws dsg::Error naming the layer.
 //
 // Shared (codebook) weights: a parameter listed in OnnxExportOptions::shared is stored as a float
-// codebook [K] and int32 indices with the parameter's shape, and computed by Gather(codebook,
-// indices) — no Reshape is needed since Gather's output takes the indices' shape. Each entry is
+// codebook [K] and indices with the parameter's shape, and computed by Gather(codebook, indices) —
+// no Reshape is needed since Gather's output takes the indices' shape. With K <= 256 (codes of at
+// most 8 bits) the indices are a UINT8 initializer "<layer>/<blob>/codes" widened by
+// Cast(to = INT32) (Gather takes int32 / int64 indices); otherwise an INT32 initializer. Each entry is
 // verified: the layer and parameter exist, codes.size() equals the parameter count, every code is
 // in range and codebook[codes[i]] == value[i]. Entries for BatchNorm statistics are accepted but
 // exported densely (the exported mean / variance are derived values).
