@@ -12,7 +12,8 @@
 //   dsgcompress MODEL(.dsgmodel|.dsgz) [--format onnx] -o OUT.onnx [--data DIR] [--shared-weights]
 //       The decoded model as ONNX (an output named *.onnx selects --format onnx); with
 //       --shared-weights, quantized weights are exported as Gather(codebook, codes), the codes
-//       as UINT8 when the codebook has at most 256 entries.
+//       as UINT8 when the codebook has at most 256 entries; with --onnx-normalize the Data layer's
+//       mean_value / scale become graph nodes (the input takes raw pixel values).
 //   dsgcompress --thin MODEL.dsgmodel -o OUT [--data DIR]
 //       Removes the output channels pruned by FILTER policies (compress/thin.hpp) and writes
 //       OUT.prototxt (a plain solver config) and OUT.dsgmodel.
@@ -54,7 +55,7 @@ namespace {
 
 struct Options {
   std::string model, output, data_dir, format = "dsgz";
-  bool thin = false, decode = false, no_blocks = false, shared_weights = false;
+  bool thin = false, decode = false, no_blocks = false, shared_weights = false, onnx_normalize = false;
   int index_bits = 0;
   int threads = 1;
 };
@@ -209,6 +210,7 @@ int run_onnx(const Options& opt) {
   Net net(param, TEST, rng);
   net.params_from_proto(model);
   OnnxExportOptions eo;
+  eo.normalize_inputs = opt.onnx_normalize;
   if (opt.shared_weights) {
     // Codebooks from the .dsgz blobs, or from a snapshot's k-means / TTQ quantizer state.
     for (const auto& b : dsgz.blobs) {
@@ -225,8 +227,9 @@ int run_onnx(const Options& opt) {
     if (eo.shared.empty()) throw Error("--shared-weights: the model has no quantized (codebook) layers");
   }
   export_onnx(net, opt.output, eo);
-  std::printf("wrote %s (ONNX opset %d%s)\n", opt.output.c_str(), eo.opset,
-              opt.shared_weights ? strfmt(", %zu blobs as Gather(codebook, codes)", eo.shared.size()).c_str() : "");
+  std::printf("wrote %s (ONNX opset %d%s%s)\n", opt.output.c_str(), eo.opset,
+              opt.shared_weights ? strfmt(", %zu blobs as Gather(codebook, codes)", eo.shared.size()).c_str() : "",
+              opt.onnx_normalize ? ", input normalization in the graph" : "");
   return 0;
 #else
   (void)opt;
@@ -250,6 +253,8 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 12));
   app.add_flag("--no-blocks", opt.no_blocks, "one index per weight even when whole kernels / filters are pruned");
   app.add_flag("--shared-weights", opt.shared_weights, "ONNX: export quantized weights as Gather(codebook, codes)");
+  app.add_flag("--onnx-normalize", opt.onnx_normalize,
+               "ONNX: the input's mean_value / scale as graph nodes (the graph takes raw pixel values)");
   app.add_flag("--decode", opt.decode, "decode a .dsgz into a plain .dsgmodel");
   app.add_flag("--thin", opt.thin, "remove FILTER-pruned channels: write a smaller plain model (OUT.prototxt, OUT.dsgmodel)");
   app.add_option("--data", opt.data_dir, "directory holding the data files named in the model's net");
@@ -262,6 +267,8 @@ int main(int argc, char** argv) {
     return dsg::apps::usage_error(app, "dsgcompress", "choose one of --thin, --decode and --format onnx");
   if (opt.shared_weights && opt.format != "onnx")
     return dsg::apps::usage_error(app, "dsgcompress", "--shared-weights applies to --format onnx");
+  if (opt.onnx_normalize && opt.format != "onnx")
+    return dsg::apps::usage_error(app, "dsgcompress", "--onnx-normalize applies to --format onnx");
   const std::string bad_output = check_output_name(opt);
   if (!bad_output.empty()) return dsg::apps::usage_error(app, "dsgcompress", bad_output);
   dsg::apps::warn_thread_count("dsgcompress", opt.threads);

@@ -94,14 +94,15 @@ std::vector<float> floats(const onnx::TensorProto& t) {
 
 std::vector<int64_t> ints(const onnx::TensorProto& t) {
   std::vector<int64_t> v;
-  const int width = t.data_type() == onnx::TensorProto::INT64 ? 8 : 4;
-  REQUIRE((t.data_type() == onnx::TensorProto::INT64 || t.data_type() == onnx::TensorProto::INT32));
+  const int width = t.data_type() == onnx::TensorProto::INT64 ? 8 : t.data_type() == onnx::TensorProto::UINT8 ? 1 : 4;
+  REQUIRE((t.data_type() == onnx::TensorProto::INT64 || t.data_type() == onnx::TensorProto::INT32 ||
+           t.data_type() == onnx::TensorProto::UINT8));
   if (t.has_raw_data()) {
     const std::string& raw = t.raw_data();
     for (size_t k = 0; k + size_t(width) <= raw.size(); k += size_t(width)) {
       uint64_t bits = 0;
       for (int b = 0; b < width; ++b) bits |= uint64_t(uint8_t(raw[k + size_t(b)])) << (8 * b);
-      v.push_back(width == 8 ? int64_t(bits) : int64_t(int32_t(uint32_t(bits))));
+      v.push_back(width == 8 ? int64_t(bits) : width == 1 ? int64_t(bits) : int64_t(int32_t(uint32_t(bits))));
     }
   } else if (width == 8) {
     v.assign(t.int64_data().begin(), t.int64_data().end());
@@ -750,11 +751,16 @@ TEST_CASE("ONNX export: shared weights become Gather(codebook, indices) reproduc
     REQUIRE(g->op_type() == "Gather");
     CHECK(attr_i(*g, "axis") == 0);
     const onnx::TensorProto* cb = initializer(m, g->input(0));
-    const onnx::TensorProto* idx = initializer(m, g->input(1));
+    // Codes of <= 8 bits: a UINT8 initializer widened by Cast(to = INT32) (Gather takes int32 / int64).
+    const onnx::NodeProto* cast = producer(m, g->input(1));
+    REQUIRE(cast);
+    CHECK(cast->op_type() == "Cast");
+    CHECK(attr_i(*cast, "to") == onnx::TensorProto::INT32);
+    const onnx::TensorProto* idx = initializer(m, cast->input(0));
     REQUIRE(cb);
     REQUIRE(idx);
     CHECK(floats(*cb) == codebook);
-    CHECK(idx->data_type() == onnx::TensorProto::INT32);
+    CHECK(idx->data_type() == onnx::TensorProto::UINT8);
     const dsg::Tensor& w = *net->layer_by_name(layer)->blobs()[size_t(index)];
     CHECK(dims(*idx) == std::vector<int64_t>(w.shape().begin(), w.shape().end()));  // Gather yields the blob shape
     const std::vector<int64_t> codes = ints(*idx);
