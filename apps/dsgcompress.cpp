@@ -9,22 +9,30 @@
 //       decode without its sign).
 //   dsgcompress MODEL.dsgz -o OUT.dsgmodel --decode
 //       The decoded model as a plain .dsgmodel (net + weights).
-//   dsgcompress MODEL(.dsgmodel|.dsgz) --format onnx -o OUT.onnx [--data DIR] [--shared-weights]
-//       The decoded model as ONNX; with --shared-weights, quantized weights are exported as
-//       Gather(codebook, codes).
-//   dsgcompress MODEL(.dsgmodel|.dsgz) --format npz -o OUT.npz
+//   dsgcompress MODEL(.dsgmodel|.dsgz) [--format onnx] -o OUT.onnx [--data DIR] [--shared-weights]
+//       The decoded model as ONNX (an output named *.onnx selects --format onnx); with
+//       --shared-weights, quantized weights are exported as Gather(codebook, codes), the codes
+//       as UINT8 when the codebook has at most 256 entries; with --onnx-normalize the Data layer's
+//       mean_value / scale become graph nodes (the input takes raw pixel values).
+//   dsgcompress MODEL(.dsgmodel|.dsgz) [--format npz] -o OUT.npz
 //       The (decoded) weights as NumPy arrays "<layer>.weight", "<layer>.bias", ... for Python
 //       users (compress/npz.hpp; numpy.load, then a PyTorch module's load_state_dict).
 //   dsgcompress --thin MODEL.dsgmodel -o OUT [--data DIR]
 //       Removes the output channels pruned by FILTER policies (compress/thin.hpp) and writes
 //       OUT.prototxt (a plain solver config) and OUT.dsgmodel.
-// Exit status: 0 on success, 1 on any error (one line "dsgcompress: error: ..."), 2 on bad usage.
+// The output's extension must fit what is written (check_output_name): .dsgz for the default
+// format, .onnx for ONNX, .npz for NumPy, .dsgmodel for --decode, .prototxt / .dsgmodel / none for --thin; other
+// extensions are accepted as given.
+// Exit codes: apps/tool_main.hpp (0 ok, 1 runtime error with one line "dsgcompress: error: ...",
+// 2 usage error with the usage printed); --version prints the version.
 #include "apps/fast_blas.hpp"
+#include "apps/tool_cli.hpp"
 #include "apps/tool_main.hpp"
 #include <google/protobuf/text_format.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -51,7 +59,7 @@ namespace {
 
 struct Options {
   std::string model, output, data_dir, format = "dsgz";
-  bool thin = false, decode = false, no_blocks = false, shared_weights = false;
+  bool thin = false, decode = false, no_blocks = false, shared_weights = false, onnx_normalize = false;
   int index_bits = 0;
   int threads = 1;
 };
@@ -65,6 +73,31 @@ std::string output_stem(std::string out) {
   for (const char* ext : {".prototxt", ".dsgmodel"})
     if (out.size() > std::strlen(ext) && ends_with(out, ext)) out.resize(out.size() - std::strlen(ext));
   return out;
+}
+
+// Whether -o fits the mode: "" when it does or when its extension is none the tools write (.dsgz,
+// .onnx, .dsgmodel, .prototxt, any case), else the usage error's message.
+std::string lower_extension(const std::string& path) {
+  std::string ext = fs::path(path).extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+  return ext;
+}
+
+std::string check_output_name(const Options& opt) {
+  const std::string ext = lower_extension(opt.output);
+  if (ext != ".dsgz" && ext != ".onnx" && ext != ".npz" && ext != ".dsgmodel" && ext != ".prototxt") return "";
+  const char* writes = opt.thin ? "--thin writes OUT.prototxt and OUT.dsgmodel"
+                       : opt.decode ? "--decode writes a .dsgmodel"
+                       : opt.format == "onnx" ? "--format onnx writes an ONNX model (.onnx)"
+                       : opt.format == "npz"  ? "--format npz writes NumPy arrays (.npz)"
+                                              : "the default --format dsgz writes a .dsgz";
+  const bool fits = opt.thin ? ext == ".prototxt" || ext == ".dsgmodel"
+                    : opt.decode ? ext == ".dsgmodel"
+                    : opt.format == "onnx" ? ext == ".onnx"
+                    : opt.format == "npz"  ? ext == ".npz"
+                                           : ext == ".dsgz";
+  if (fits) return "";
+  return "-o " + opt.output + ": the extension " + ext + " does not match the output (" + writes + ")";
 }
 
 // A .dsgmodel or a decoded .dsgz.
@@ -193,6 +226,7 @@ int run_onnx(const Options& opt) {
   Net net(param, TEST, rng);
   net.params_from_proto(model);
   OnnxExportOptions eo;
+  eo.normalize_inputs = opt.onnx_normalize;
   if (opt.shared_weights) {
     // Codebooks from the .dsgz blobs, or from a snapshot's k-means / TTQ quantizer state.
     for (const auto& b : dsgz.blobs) {
@@ -209,8 +243,9 @@ int run_onnx(const Options& opt) {
     if (eo.shared.empty()) throw Error("--shared-weights: the model has no quantized (codebook) layers");
   }
   export_onnx(net, opt.output, eo);
-  std::printf("wrote %s (ONNX opset %d%s)\n", opt.output.c_str(), eo.opset,
-              opt.shared_weights ? strfmt(", %zu blobs as Gather(codebook, codes)", eo.shared.size()).c_str() : "");
+  std::printf("wrote %s (ONNX opset %d%s%s)\n", opt.output.c_str(), eo.opset,
+              opt.shared_weights ? strfmt(", %zu blobs as Gather(codebook, codes)", eo.shared.size()).c_str() : "",
+              opt.onnx_normalize ? ", input normalization in the graph" : "");
   return 0;
 #else
   (void)opt;
@@ -228,24 +263,34 @@ int main(int argc, char** argv) {
       ->required();
   app.add_option("-o,--output", opt.output, "output file (OUT.dsgz; OUT.onnx; OUT.dsgmodel; for --thin the stem)")
       ->required();
-  app.add_option("--format", opt.format, "dsgz (default), onnx or npz (NumPy arrays for Python)")->check(CLI::IsMember({"dsgz", "onnx", "npz"}));
+  auto* format = app.add_option("--format", opt.format,
+                                "dsgz (default), onnx or npz (NumPy arrays for Python); an OUT ending in .onnx / .npz selects it")
+                     ->check(CLI::IsMember({"dsgz", "onnx", "npz"}));
   app.add_option("--index-bits", opt.index_bits, "relative-index bits for every blob (default: the smallest per blob)")
       ->check(CLI::Range(1, 12));
   app.add_flag("--no-blocks", opt.no_blocks, "one index per weight even when whole kernels / filters are pruned");
   app.add_flag("--shared-weights", opt.shared_weights, "ONNX: export quantized weights as Gather(codebook, codes)");
+  app.add_flag("--onnx-normalize", opt.onnx_normalize,
+               "ONNX: the input's mean_value / scale as graph nodes (the graph takes raw pixel values)");
   app.add_flag("--decode", opt.decode, "decode a .dsgz into a plain .dsgmodel");
   app.add_flag("--thin", opt.thin, "remove FILTER-pruned channels: write a smaller plain model (OUT.prototxt, OUT.dsgmodel)");
   app.add_option("--data", opt.data_dir, "directory holding the data files named in the model's net");
-  app.add_option("--threads", opt.threads, "CPU threads (default 1)")->check(CLI::PositiveNumber);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
-  if (int(opt.thin) + int(opt.decode) + int(opt.format != "dsgz") > 1) {
-    std::fprintf(stderr, "dsgcompress: error: choose one of --thin, --decode and --format onnx|npz\n");
-    return 2;
-  }
+  app.add_option("--threads", opt.threads, "CPU threads (default 1)")->check(dsg::apps::thread_count());
+  if (auto status = dsg::apps::parse_command_line(app, "dsgcompress", argc, argv)) return *status;
+  // An output named *.onnx / *.npz selects that format unless another mode is asked for.
+  if (format->count() == 0 && !opt.thin && !opt.decode && lower_extension(opt.output) == ".onnx")
+    opt.format = "onnx";
+  if (format->count() == 0 && !opt.thin && !opt.decode && lower_extension(opt.output) == ".npz")
+    opt.format = "npz";
+  if (int(opt.thin) + int(opt.decode) + int(opt.format != "dsgz") > 1)
+    return dsg::apps::usage_error(app, "dsgcompress", "choose one of --thin, --decode and --format onnx|npz");
+  if (opt.shared_weights && opt.format != "onnx")
+    return dsg::apps::usage_error(app, "dsgcompress", "--shared-weights applies to --format onnx");
+  if (opt.onnx_normalize && opt.format != "onnx")
+    return dsg::apps::usage_error(app, "dsgcompress", "--onnx-normalize applies to --format onnx");
+  const std::string bad_output = check_output_name(opt);
+  if (!bad_output.empty()) return dsg::apps::usage_error(app, "dsgcompress", bad_output);
+  dsg::apps::warn_thread_count("dsgcompress", opt.threads);
   set_num_threads(opt.threads);
   return dsg::apps::run_reporting_errors("dsgcompress", [&] {
     if (opt.thin) return run_thin(opt);

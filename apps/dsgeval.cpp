@@ -7,16 +7,20 @@
 // A .dsgz is evaluated twice: decoded (dense weights) and with the EIE-style kernel running on the
 // compressed form; both accuracies and times are shown. A cost section (MACs, memory references,
 // EIE-table energy, dense vs compressed; a .dsgmodel is costed as dsgcompress would store it)
-// follows. --json writes the same content as JSON. --sensitivity prunes each layer with weights
+// follows. --json writes the same content as JSON (--json -: the JSON alone on stdout, instead of the
+// Markdown). --sensitivity prunes each layer with weights
 // (with filter granularity each Convolution / InnerProduct) alone at each level, writes a CSV and
-// an SVG plot, and prints suggested sparsity_param lines; progress goes to stderr. Exit status 0 on
-// success, 1 on any error (one line "dsgeval: error: ..."), CLI11's codes for command-line misuse.
+// an SVG plot, and prints suggested sparsity_param lines; progress goes to stderr. Exit codes:
+// apps/tool_main.hpp (0 ok, 1 runtime error with one line "dsgeval: error: ...", 2 usage error with
+// the usage printed); --version prints the version; counts and --threads are checked by
+// apps/tool_cli.hpp.
 //
 //   dsgeval MODEL --sample N [--config CONFIG] [--data PATH] [--prime TEXT] [--temperature X] [--seed S]
 // generates N characters from a character-level model (a TEST net fed by a TEXT Data layer, such as
 // configs/char_lstm.prototxt) and prints them on stdout after the --prime text (when given). See
 // sample_text() below.
 #include "apps/fast_blas.hpp"
+#include "apps/tool_cli.hpp"
 #include "apps/tool_main.hpp"
 #include <unistd.h>
 
@@ -249,7 +253,8 @@ int run(Options opt) {
     if (opt.csv.empty()) opt.csv = (dir / "sensitivity.csv").string();
     if (opt.svg.empty()) opt.svg = (dir / "sensitivity.svg").string();
   }
-  check_output(opt.json, "--json");
+  const bool json_stdout = opt.json == "-";  // the JSON alone on stdout
+  if (!json_stdout) check_output(opt.json, "--json");
   check_output(opt.csv, "--csv");
   check_output(opt.svg, "--svg");
   set_num_threads(opt.threads > 0 ? opt.threads : int(std::max(1u, std::thread::hardware_concurrency())));
@@ -284,7 +289,7 @@ int run(Options opt) {
     std::fprintf(stderr, "dsgeval: warning: no cost section: %s\n", e.what());
   }
   extra.sram_bytes = opt.sram_kib * 1024;
-  std::fputs(eval::markdown_report(opt.model, r, layers, extra).c_str(), stdout);
+  if (!json_stdout) std::fputs(eval::markdown_report(opt.model, r, layers, extra).c_str(), stdout);
   std::fflush(stdout);
 
   eval::SensitivityResult sens;
@@ -313,10 +318,18 @@ int run(Options opt) {
                   opt.max_loss);
     for (const auto& line : eval::suggestion_lines(sens)) out += line + "\n";
     out += "```\n";
-    std::fputs(out.c_str(), stdout);
+    if (!json_stdout) std::fputs(out.c_str(), stdout);
   }
-  if (!opt.json.empty())
-    write_file_atomically(opt.json, eval::json_report(opt.model, r, layers, opt.sensitivity ? &sens : nullptr, extra));
+  if (!opt.json.empty()) {
+    const std::string json = eval::json_report(opt.model, r, layers, opt.sensitivity ? &sens : nullptr, extra);
+    if (json_stdout) {
+      std::fwrite(json.data(), 1, json.size(), stdout);
+      if (json.empty() || json.back() != '\n') std::fputc('\n', stdout);
+      std::fflush(stdout);
+    } else {
+      write_file_atomically(opt.json, json);
+    }
+  }
   return 0;
 }
 
@@ -329,15 +342,15 @@ int main(int argc, char** argv) {
   Options opt;
   app.add_option("model", opt.model, "model file (.dsgmodel snapshot or .dsgz compressed model)")->required();
   app.add_option("--sram-kib", opt.sram_kib, "cost model: on-chip SRAM per layer's weights, KiB (default 128)")
-      ->check(CLI::PositiveNumber);
+      ->check(dsg::apps::positive());
   app.add_option("--data", opt.data_dir, "directory holding the data files named in the model's net");
-  auto* json = app.add_option("--json", opt.json, "also write the report as JSON to FILE");
-  app.add_option("--threads", opt.threads, "CPU threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  auto* json = app.add_option("--json", opt.json, "also write the report as JSON to FILE (-: the JSON alone on stdout)");
+  app.add_option("--threads", opt.threads, "CPU threads (default: all cores)")->check(dsg::apps::thread_count());
   app.add_option("--device", opt.device,
                  "cpu or cuda[:N]; host-device-code (a test aid) runs the device code on the host");
   auto* batches = app.add_option("--batches", opt.batches,
                                  "evaluate only the first N test batches (default: the whole test set)")
-                      ->check(CLI::PositiveNumber);
+                      ->check(dsg::apps::positive());
   auto* sens = app.add_flag("--sensitivity", opt.sensitivity, "prune each layer alone at each level and evaluate");
   app.add_option("--granularity", opt.granularity, "sensitivity pruning unit: element or filter")
       ->check(CLI::IsMember({"element", "filter"}))
@@ -349,7 +362,7 @@ int main(int argc, char** argv) {
       ->needs(sens);
   auto* sample = app.add_option("--sample", opt.sample,
                                 "generate N characters from a character-level model (TEXT data) and print them")
-                     ->check(CLI::PositiveNumber)
+                     ->check(dsg::apps::positive())
                      ->excludes(sens)
                      ->excludes(json)
                      ->excludes(batches);
@@ -361,11 +374,8 @@ int main(int argc, char** argv) {
   app.add_option("--temperature", opt.temperature, "with --sample: softmax temperature (default 1; lower is more conservative)")
       ->needs(sample);
   app.add_option("--seed", opt.seed, "with --sample: random seed (default 0)")->needs(sample);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
+  if (auto status = dsg::apps::parse_command_line(app, "dsgeval", argc, argv)) return *status;
   opt.prime_given = app.count("--prime") > 0;
+  if (opt.threads > 0) dsg::apps::warn_thread_count("dsgeval", opt.threads);
   return dsg::apps::run_reporting_errors("dsgeval", [&] { return run(opt); });
 }

@@ -13,8 +13,9 @@
 // copy anything between host and device (runtime/context.hpp).
 // Logs in Caffe's line format on stderr; a progress line on a terminal; OUTPUT/metrics.jsonl with
 // one JSON object per display interval and per test, and TensorBoard events with --tensorboard DIR
-// (apps/training_outputs.hpp). Exit status 0 on success, 1 on any error (one line), 2 on
-// bad command-line usage.
+// (apps/training_outputs.hpp). Exit codes: apps/tool_main.hpp (0 ok, 1 runtime error, 2 usage
+// error with the usage printed); --version prints the version; the command line is checked by
+// apps/tool_cli.hpp (--epochs / --iterations > 0, --threads >= 1, a warning above the core count).
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -28,6 +29,7 @@
 
 #include "apps/fast_blas.hpp"
 #include "apps/pretrained.hpp"
+#include "apps/tool_cli.hpp"
 #include "apps/tool_main.hpp"
 #include "apps/training_outputs.hpp"
 #include "datasets/data_paths.hpp"
@@ -118,6 +120,7 @@ int run(const Options& opt, Communicator& comm) {
   int threads = opt.threads > 0 ? opt.threads
                                 : std::max(1, int(std::max(1u, std::thread::hardware_concurrency())) / launched_local_ranks());
   set_num_threads(threads);
+  if (lead && opt.threads > 0) apps::warn_thread_count("dsgtrain", threads, launched_local_ranks());
 
   std::string stem = fs::path(opt.config).stem().string();
   fs::path output = opt.output_dir.empty() ? fs::path("out") / stem : fs::path(opt.output_dir);
@@ -230,10 +233,12 @@ int main(int argc, char** argv) {
   CLI::App app{"dsgtrain: train a sparse or dense network from a solver prototxt"};
   Options opt;
   app.add_option("config", opt.config, "solver prototxt (with net: or net_param)")->required();
-  auto* epochs = app.add_option("--epochs", opt.epochs, "train for E epochs (overrides max_iter)");
-  auto* iterations = app.add_option("--iterations", opt.iterations, "train for N iterations (overrides max_iter)");
+  auto* epochs = app.add_option("--epochs", opt.epochs, "train for E epochs (overrides max_iter)")
+                     ->check(dsg::apps::positive());
+  auto* iterations = app.add_option("--iterations", opt.iterations, "train for N iterations (overrides max_iter)")
+                         ->check(dsg::apps::positive());
   epochs->excludes(iterations);
-  app.add_option("--threads", opt.threads, "CPU threads (default: all cores)");
+  app.add_option("--threads", opt.threads, "CPU threads (default: all cores)")->check(dsg::apps::thread_count());
   app.add_option("--device", opt.device,
                  "cpu or cuda[:N]; host-device-code (a test aid) runs the device code on the host");
   app.add_flag("--check-transfers", opt.check_transfers,
@@ -255,11 +260,7 @@ int main(int argc, char** argv) {
   app.add_option("--check-replicas", opt.check_replicas,
                  "under mpirun (debug): compare the ranks' weights every N iterations, not only at snapshots")
       ->check(CLI::NonNegativeNumber);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
+  if (auto status = dsg::apps::parse_command_line(app, "dsgtrain", argc, argv)) return *status;
   opt.seed_given = app.count("--seed") > 0;
   std::unique_ptr<Communicator> comm;
   int status = dsg::apps::run_reporting_errors("dsgtrain", [&] {

@@ -219,10 +219,35 @@ std::string Exporter::resolve(int i, int j) {
   Ref& r = it->second;
   switch (r.type) {
     case Ref::Value: return r.value;
-    case Ref::Input: inputs_[size_t(r.input)].used = true; return inputs_[size_t(r.input)].name;
+    case Ref::Input: return input_value(r.input);
     case Ref::Dropped: break;
   }
   fail(l, "its bottom '" + blob + "' comes from " + describe(*layers_[r.layer]) + ", which is not exported");
+}
+
+std::string Exporter::input_value(int k) {
+  PendingInput& in = inputs_[size_t(k)];
+  in.used = true;
+  if (!in.normalize) return in.name;
+  if (in.normalized.empty()) {
+    std::string x = in.name;
+    if (!in.mean.empty()) {
+      Dims dims{int64_t(in.mean.size())};
+      if (in.mean.size() > 1) dims.insert(dims.end(), in.shape.size() - 2, 1);  // [C, 1, 1] against NCHW
+      const std::string mean = float_init(in.name + "/mean", dims, in.mean);
+      const std::string centered = fresh(in.name + "/centered");
+      node("Sub", {x, mean}, {centered}, in.name + "/subtract_mean");
+      x = centered;
+    }
+    if (in.scale != 1.0f) {
+      const std::string scale = float_init(in.name + "/scale", {1}, std::vector<float>{in.scale});
+      const std::string scaled = fresh(in.name + "/scaled");
+      node("Mul", {x, scale}, {scaled}, in.name + "/scale");
+      x = scaled;
+    }
+    in.normalized = x;
+  }
+  return in.normalized;
 }
 
 onnx::NodeProto* Exporter::node(const std::string& op, const std::vector<std::string>& in,
@@ -310,10 +335,22 @@ std::string Exporter::param_value(int i, int p, const std::string& suffix, Dims 
   const OnnxSharedWeights& s = it->second;
   const std::string codebook = float_init(base + "/codebook", {int64_t(s.codebook.size())}, s.codebook);
   std::string indices;
-  onnx::TensorProto* ti = initializer(base + "/indices", dims, onnx::TensorProto::INT32, &indices);
-  std::string* raw = ti->mutable_raw_data();
-  raw->reserve(s.codes.size() * 4);
-  for (int32_t c : s.codes) put_le32(*raw, uint32_t(c));
+  if (s.codebook.size() <= 256) {
+    // Codes of <= 8 bits as UINT8 (a quarter of INT32's bytes); Gather takes int32 / int64
+    // indices, so a Cast widens them in the graph.
+    std::string codes;
+    onnx::TensorProto* ti = initializer(base + "/codes", dims, onnx::TensorProto::UINT8, &codes);
+    std::string* raw = ti->mutable_raw_data();
+    raw->reserve(s.codes.size());
+    for (int32_t c : s.codes) raw->push_back(char(uint8_t(c)));
+    indices = fresh(base + "/indices");
+    attr(node("Cast", {codes}, {indices}, l.name() + "/" + suffix + "/cast"), "to", int64_t(onnx::TensorProto::INT32));
+  } else {
+    onnx::TensorProto* ti = initializer(base + "/indices", dims, onnx::TensorProto::INT32, &indices);
+    std::string* raw = ti->mutable_raw_data();
+    raw->reserve(s.codes.size() * 4);
+    for (int32_t c : s.codes) put_le32(*raw, uint32_t(c));
+  }
   const std::string out = fresh(base);
   attr(node("Gather", {codebook, indices}, {out}, l.name() + "/" + suffix + "/gather"), "axis", int64_t(0));
   return out;
@@ -345,6 +382,20 @@ void Exporter::emit(int i) {
         in.name = t;
         in.shape = dims_of(net_.blob(t).shape());
         in.doc = input_doc(l);
+        const auto& tp = lp.transform_param();
+        if (opt_.normalize_inputs && dynamic_cast<const BatchSource*>(&l) && t == lp.top(0) &&
+            (tp.mean_value_size() > 0 || tp.scale() != 1.0f)) {
+          if (tp.has_mean_file()) fail(l, "--onnx-normalize: a mean_file is not exported (use mean_value)");
+          const int64_t channels = in.shape.size() >= 2 ? in.shape[1] : 1;
+          if (tp.mean_value_size() > 1 && (in.shape.size() < 2 || tp.mean_value_size() != channels))
+            fail(l, strfmt("%d mean_value entries for %lld channels", tp.mean_value_size(), (long long)channels));
+          in.normalize = true;
+          in.mean.assign(tp.mean_value().begin(), tp.mean_value().end());
+          in.scale = tp.scale();
+          in.doc = "DSG Data layer '" + l.name() + "': raw pixel values" +
+                   (tp.crop_size() > 0 ? strfmt(" (center crop %u)", tp.crop_size()) : std::string()) +
+                   "; the graph subtracts the mean and multiplies by the scale";
+        }
         inputs_.push_back(in);
       }
       return;

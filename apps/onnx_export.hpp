@@ -7,7 +7,11 @@
 //            is the symbolic dimension "N" (when all inputs agree on their axis-0 size, the net's
 //            batch size; otherwise the sizes stay fixed). Data layers' transform_param
 //            (mean_value, scale, crop) is NOT part of the graph: the input takes the transformed
-//            values; the input's doc_string records the transform.
+//            values; the input's doc_string records the transform. With normalize_inputs the
+//            transform's mean_value and scale are graph nodes instead: the data input (top 0 of a
+//            Data layer) takes raw pixel values x (still center-cropped when crop_size is set) and
+//            the graph computes Mul(Sub(x, mean), scale), Caffe's (x - mean) * scale with the mean
+//            per channel ([C, 1, 1]) or one value for all.
 //   outputs  The leaf blobs left after dropping labels, Accuracy and loss layers, in production
 //            order, named like the blobs. SoftmaxWithLoss becomes a Softmax whose output is named
 //            "prob" (or after the layer's second top when it has one). Every blob's shape is
@@ -47,8 +51,10 @@
 // blob's name). Anything else throws dsg::Error naming the layer.
 //
 // Shared (codebook) weights: a parameter listed in OnnxExportOptions::shared is stored as a float
-// codebook [K] and int32 indices with the parameter's shape, and computed by Gather(codebook,
-// indices) — no Reshape is needed since Gather's output takes the indices' shape. Each entry is
+// codebook [K] and indices with the parameter's shape, and computed by Gather(codebook, indices) —
+// no Reshape is needed since Gather's output takes the indices' shape. With K <= 256 (codes of at
+// most 8 bits) the indices are a UINT8 initializer "<layer>/<blob>/codes" widened by
+// Cast(to = INT32) (Gather takes int32 / int64 indices); otherwise an INT32 initializer. Each entry is
 // verified: the layer and parameter exist, codes.size() equals the parameter count, every code is
 // in range and codebook[codes[i]] == value[i]. Entries for BatchNorm statistics are accepted but
 // exported densely (the exported mean / variance are derived values).
@@ -80,6 +86,8 @@ struct OnnxExportOptions {
   std::string producer = "dsg";
   // Make axis 0 of the graph inputs the symbolic dimension "N" instead of the net's batch size.
   bool dynamic_batch = true;
+  // Data layers' mean_value / scale as Sub / Mul nodes on the data input (see "inputs" above).
+  bool normalize_inputs = false;
 };
 
 // Exports a set-up TEST-phase Net (weights loaded) as an ONNX model file (binary protobuf).

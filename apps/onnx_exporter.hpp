@@ -152,7 +152,14 @@ class Exporter {
     Dims shape;
     std::string doc;
     bool used = false;
+    // normalize_inputs: the Data layer's transform, applied by nodes on first use (normalized).
+    bool normalize = false;
+    std::vector<float> mean;
+    float scale = 1;
+    std::string normalized;  // the value after Sub / Mul, once emitted
   };
+  // The value an exported layer reads for graph input k: the input itself, or its normalization.
+  std::string input_value(int k);
 
   const Net& net_;
   const OnnxExportOptions& opt_;

@@ -18,6 +18,18 @@ NetCost measure_net_cost(const Net& net) {
     c.forward_macs += m.forward;
     c.backward_macs += m.backward;
     c.search_ops += m.search;
+    if (m.dense_forward > 0 || m.dense_backward > 0) {
+      double values = 0, nonzeros = 0;
+      for (int b : layer.weight_blobs()) {
+        const Tensor& w = *layer.blobs()[size_t(b)];
+        const float* v = w.data();
+        for (int64_t k = 0; k < w.count(); ++k) nonzeros += v[k] != 0.0f;
+        values += double(w.count());
+      }
+      const double fraction = values > 0 ? nonzeros / values : 1.0;
+      c.nonzero_forward_macs += m.dense_forward * fraction;
+      c.nonzero_backward_macs += m.dense_backward * fraction;
+    }
     if (layer.is_data_layer()) continue;
     for (const Tensor* t : net.tops(i)) {
       if (t->count() <= 1 || !seen.insert(t->data()).second) continue;
@@ -33,11 +45,14 @@ NetCost measure_net_cost(const Net& net) {
 
 std::string describe_net_cost(const NetCost& c) {
   auto ratio = [](double a, double b) { return b > 0 ? a / b : 0.0; };
-  return strfmt("training MACs %.3g -> %.3g (%.2fx, search %.1f%%), inference MACs %.3g -> %.3g (%.2fx), "
+  return strfmt("training MACs %.3g -> %.3g as run (%.2fx, search %.1f%%), %.3g with non-zero weights (%.2fx), "
+                "inference MACs %.3g -> %.3g as run (%.2fx), %.3g with non-zero weights (%.2fx), "
                 "activations %.2f MB -> %.2f MB zero-value compressed (%.2fx)",
                 c.dense_training_ops(), c.training_ops(), ratio(c.dense_training_ops(), c.training_ops()),
-                100 * ratio(c.search_ops, c.training_ops()), c.dense_forward_macs, c.inference_ops(),
-                ratio(c.dense_forward_macs, c.inference_ops()), c.activation_bytes() / 1e6,
+                100 * ratio(c.search_ops, c.training_ops()), c.nonzero_training_ops(),
+                ratio(c.dense_training_ops(), c.nonzero_training_ops()), c.dense_forward_macs, c.inference_ops(),
+                ratio(c.dense_forward_macs, c.inference_ops()), c.nonzero_forward_macs,
+                ratio(c.dense_forward_macs, c.nonzero_forward_macs), c.activation_bytes() / 1e6,
                 c.activation_zvc_bytes() / 1e6, ratio(c.activation_bytes(), c.activation_zvc_bytes()));
 }
 

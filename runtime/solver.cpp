@@ -227,6 +227,7 @@ void Solver::solve() {
     NetCost cost = trained ? measure_net_cost(*train_net_) : NetCost{};
     TestReport r = test();
     r.train_cost = cost;
+    // Not "Iteration N, ...": Caffe's parse_log.sh counts every such line as an iteration.
     if (trained) log_info(strfmt("Train net cost at iteration %d: ", iter_) + describe_net_cost(cost));
     overhead_seconds_ += std::chrono::duration<double>(Clock::now() - begin).count();
     r.images_per_sec = secs > 0 ? double(iter_ - test_iter_start) * samples_per_iter() / secs : 0;

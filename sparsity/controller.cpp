@@ -343,6 +343,14 @@ void SparsityController::after_update() {
 }
 
 std::vector<std::string> SparsityController::report() const {
+  std::vector<std::string> lines = status_lines(), changed;
+  for (size_t i = 0; i < lines.size(); ++i)
+    if (i >= reported_.size() || lines[i] != reported_[i]) changed.push_back(lines[i]);
+  reported_ = std::move(lines);
+  return changed;
+}
+
+std::vector<std::string> SparsityController::status_lines() const {
   std::vector<std::string> lines;
   for (const auto& pol : policies_) {
     const auto& sp = pol->param();

@@ -6,7 +6,7 @@
 //   before_update(rate)  masks gradients, then lets quantizers reshape them (cluster sums, TTQ);
 //   after_update()       masks weights (pruned stay exactly 0), then projects quantized layers;
 //   lr_mult(it)          the phase's learning-rate multiplier;
-//   report()             "fired N times, sparsity X% (target Y%)" per policy;
+//   report()             "fired N times, sparsity X% (target Y%)" per policy, when it changed;
 //   layer_stats()        each driven layer's sparsity (policies) and bits per weight (quantizers);
 //   save()/load()        policy state in snapshots, so a resumed run continues identically.
 #pragma once
@@ -40,8 +40,13 @@ class SparsityController : public TrainingHooks {
   float lr_mult(int iter) const override;
   void before_update(float rate) override;
   void after_update() override;
+  // The display-interval lines: those of status_lines() that differ from what the previous call
+  // returned (so an unchanged policy is not logged again every display).
   std::vector<std::string> report() const override;
   std::vector<LayerStats> layer_stats() const override;
+  // One line per policy ("Sparsity ip1 (magnitude FINE): fired N times, sparsity X% (target Y%)")
+  // and per quantizer, every time.
+  std::vector<std::string> status_lines() const;
   // The resolved schedule, one line per phase.
   std::vector<std::string> describe() const;
   void save(ModelFile* model) const override;
@@ -83,6 +88,7 @@ class SparsityController : public TrainingHooks {
   std::vector<Layer*> sparse_backward_;  // layers with structured_backward_param (the mixed schedule)
   std::vector<Phase> phases_;
   std::vector<float> gradual_start_;
+  mutable std::vector<std::string> reported_;  // report()'s lines as of its last call
   bool changed_ = false;  // the last begin_iteration pruned, released or quantized  // per policy: sparsity when the current GRADUAL phase began
 };
 

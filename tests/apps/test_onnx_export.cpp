@@ -94,14 +94,15 @@ std::vector<float> floats(const onnx::TensorProto& t) {
 
 std::vector<int64_t> ints(const onnx::TensorProto& t) {
   std::vector<int64_t> v;
-  const int width = t.data_type() == onnx::TensorProto::INT64 ? 8 : 4;
-  REQUIRE((t.data_type() == onnx::TensorProto::INT64 || t.data_type() == onnx::TensorProto::INT32));
+  const int width = t.data_type() == onnx::TensorProto::INT64 ? 8 : t.data_type() == onnx::TensorProto::UINT8 ? 1 : 4;
+  REQUIRE((t.data_type() == onnx::TensorProto::INT64 || t.data_type() == onnx::TensorProto::INT32 ||
+           t.data_type() == onnx::TensorProto::UINT8));
   if (t.has_raw_data()) {
     const std::string& raw = t.raw_data();
     for (size_t k = 0; k + size_t(width) <= raw.size(); k += size_t(width)) {
       uint64_t bits = 0;
       for (int b = 0; b < width; ++b) bits |= uint64_t(uint8_t(raw[k + size_t(b)])) << (8 * b);
-      v.push_back(width == 8 ? int64_t(bits) : int64_t(int32_t(uint32_t(bits))));
+      v.push_back(width == 8 ? int64_t(bits) : width == 1 ? int64_t(bits) : int64_t(int32_t(uint32_t(bits))));
     }
   } else if (width == 8) {
     v.assign(t.int64_data().begin(), t.int64_data().end());
@@ -722,6 +723,30 @@ TEST_CASE("ONNX export: labels, Accuracy and loss are dropped; SoftmaxWithLoss b
   CHECK_THAT(md.graph().input(0).doc_string(), Catch::Contains("0.00390625"));
   CHECK(names(md.graph().output()) == std::vector<std::string>{"probs"});  // the loss layer's second top
   validate(md, expected_outputs(md, *data_net, true));
+
+  // normalize_inputs: the transform as Sub(mean) and Mul(scale) nodes on the raw data input.
+  auto mean_net = make_net(R"(
+    name: "withmean"
+    layer { name: "mnist" type: "Data" top: "data" top: "label"
+            transform_param { scale: 0.5 mean_value: 100 }
+            data_param { source: ")" + images + R"(" backend: IDX batch_size: 4 } }
+    layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip" inner_product_param { num_output: 10 } }
+  )");
+  dsg::OnnxExportOptions normalize;
+  normalize.normalize_inputs = true;
+  const onnx::ModelProto mn = dsg::to_onnx(*mean_net, normalize);
+  REQUIRE(names(mn.graph().input()) == std::vector<std::string>{"data"});
+  CHECK_THAT(mn.graph().input(0).doc_string(), Catch::Contains("raw pixel values"));
+  CHECK(op_types(mn) == std::vector<std::string>{"Sub", "Mul", "Flatten", "Gemm"});
+  const onnx::NodeProto& sub = node_named(mn, "data/subtract_mean");
+  CHECK(sub.input(0) == "data");
+  CHECK(init_values(mn, sub, 1) == std::vector<float>{100.0f});
+  const onnx::NodeProto& mul = node_named(mn, "data/scale");
+  CHECK(mul.input(0) == sub.output(0));
+  CHECK(init_values(mn, mul, 1) == std::vector<float>{0.5f});
+  validate(mn, expected_outputs(mn, *mean_net, true));
+  // Without the option the graph has no such nodes.
+  CHECK(op_types(dsg::to_onnx(*mean_net)) == std::vector<std::string>{"Flatten", "Gemm"});
 }
 
 TEST_CASE("ONNX export: shared weights become Gather(codebook, indices) reproducing the weights", "[onnx][apps]") {
@@ -750,11 +775,16 @@ TEST_CASE("ONNX export: shared weights become Gather(codebook, indices) reproduc
     REQUIRE(g->op_type() == "Gather");
     CHECK(attr_i(*g, "axis") == 0);
     const onnx::TensorProto* cb = initializer(m, g->input(0));
-    const onnx::TensorProto* idx = initializer(m, g->input(1));
+    // Codes of <= 8 bits: a UINT8 initializer widened by Cast(to = INT32) (Gather takes int32 / int64).
+    const onnx::NodeProto* cast = producer(m, g->input(1));
+    REQUIRE(cast);
+    CHECK(cast->op_type() == "Cast");
+    CHECK(attr_i(*cast, "to") == onnx::TensorProto::INT32);
+    const onnx::TensorProto* idx = initializer(m, cast->input(0));
     REQUIRE(cb);
     REQUIRE(idx);
     CHECK(floats(*cb) == codebook);
-    CHECK(idx->data_type() == onnx::TensorProto::INT32);
+    CHECK(idx->data_type() == onnx::TensorProto::UINT8);
     const dsg::Tensor& w = *net->layer_by_name(layer)->blobs()[size_t(index)];
     CHECK(dims(*idx) == std::vector<int64_t>(w.shape().begin(), w.shape().end()));  // Gather yields the blob shape
     const std::vector<int64_t> codes = ints(*idx);
@@ -769,6 +799,28 @@ TEST_CASE("ONNX export: shared weights become Gather(codebook, indices) reproduc
   check_gather(node_named(m, "conv1").input(1), "conv1", 0);
   check_gather(node_named(m, "ip1").input(1), "ip1", 0);
   check_gather(node_named(m, "ip2").input(2), "ip2", 1);
+  // More than 256 codebook entries: INT32 indices straight into the Gather.
+  {
+    auto wide_net = make_net(kLeNet);
+    randomize_params(*wide_net);
+    dsg::Tensor& w = *wide_net->layer_by_name("ip1")->blobs()[0];
+    dsg::OnnxSharedWeights s;
+    for (int k = 0; k < 300; ++k) s.codebook.push_back(float(k) / 300.0f);
+    for (int64_t k = 0; k < w.count(); ++k) {
+      s.codes.push_back(int32_t(k % 300));
+      w.mutable_data()[k] = s.codebook[size_t(k % 300)];
+    }
+    dsg::OnnxExportOptions wide;
+    wide.shared[{"ip1", 0}] = s;
+    const onnx::ModelProto mw = dsg::to_onnx(*wide_net, wide);
+    const onnx::NodeProto* g = producer(mw, node_named(mw, "ip1").input(1));
+    REQUIRE(g);
+    REQUIRE(g->op_type() == "Gather");
+    const onnx::TensorProto* idx = initializer(mw, g->input(1));
+    REQUIRE(idx);
+    CHECK(idx->data_type() == onnx::TensorProto::INT32);
+    CHECK(ints(*idx) == std::vector<int64_t>(s.codes.begin(), s.codes.end()));
+  }
   CHECK(init_values(m, node_named(m, "conv1"), 2) == blob_values(*net, "conv1", 1));  // dense bias
   CHECK(init_values(m, node_named(m, "ip2"), 1) == blob_values(*net, "ip2", 0));
   validate(m, expected_outputs(m, *net, true));
