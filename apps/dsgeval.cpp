@@ -1,7 +1,8 @@
 // dsgeval: evaluates a trained (dense, pruned or compressed) model on its test set.
 //   dsgeval MODEL.dsgmodel|MODEL.dsgz [--data DIR] [--json FILE] [--threads T] [--batches N] [--sram-kib K]
 //           [--sensitivity [--granularity element|filter] [--levels 0.1,0.2,...] [--csv FILE]
-//                          [--svg FILE] [--max-loss 0.5]]
+//                          [--max-loss 0.5]]
+// (The sensitivity plot: python3 scripts/plot.py sensitivity CSV-or-JSON -o OUT.png.)
 // Prints Markdown tables on stdout: accuracy (top-1, top-5, mean loss, images/s), per-class
 // accuracy, confusion matrix, per-layer parameters / non-zeros / bytes / MACs / execution mode.
 // A .dsgz is evaluated twice: decoded (dense weights) and with the EIE-style kernel running on the
@@ -49,7 +50,7 @@ using namespace dsg;
 namespace {
 
 struct Options {
-  std::string model, data_dir, json, csv, svg;
+  std::string model, data_dir, json, csv;
   int threads = 0;
   int64_t batches = 0;
   bool sensitivity = false;
@@ -251,12 +252,10 @@ int run(Options opt) {
   if (opt.sensitivity) {
     fs::path dir = fs::path(opt.model).parent_path();
     if (opt.csv.empty()) opt.csv = (dir / "sensitivity.csv").string();
-    if (opt.svg.empty()) opt.svg = (dir / "sensitivity.svg").string();
   }
   const bool json_stdout = opt.json == "-";  // the JSON alone on stdout
   if (!json_stdout) check_output(opt.json, "--json");
   check_output(opt.csv, "--csv");
-  check_output(opt.svg, "--svg");
   set_num_threads(opt.threads > 0 ? opt.threads : int(std::max(1u, std::thread::hardware_concurrency())));
 
   const Context ctx = device_context(opt.device);
@@ -300,8 +299,6 @@ int run(Options opt) {
                    p.layer_count, p.layer->c_str(), p.level, p.accuracy);
     });
     write_file_atomically(opt.csv, eval::sensitivity_csv(sens));
-    write_file_atomically(opt.svg, eval::sensitivity_svg(sens, "Per-layer pruning sensitivity: " +
-                                                                    fs::path(opt.model).filename().string()));
     std::string out = strfmt("\n## Sensitivity (%s granularity, top-1 accuracy; dense %.6f)\n\n| layer |",
                              eval::granularity_name(g), sens.base_accuracy);
     for (double l : sens.levels) out += strfmt(" %g |", l);
@@ -313,7 +310,7 @@ int run(Options opt) {
       for (double a : sens.accuracy[i]) out += strfmt(" %.4f |", a);
       out += "\n";
     }
-    out += "\nCSV: " + opt.csv + "\nPlot: " + opt.svg + "\n";
+    out += "\nCSV: " + opt.csv + "\nPlot: python3 scripts/plot.py sensitivity " + opt.csv + " -o sensitivity.png\n";
     out += strfmt("\n## Suggested sparsity (largest tested level with a top-1 drop <= %g points)\n\n```prototxt\n",
                   opt.max_loss);
     for (const auto& line : eval::suggestion_lines(sens)) out += line + "\n";
@@ -357,7 +354,6 @@ int main(int argc, char** argv) {
       ->needs(sens);
   app.add_option("--levels", opt.levels, "sparsities to test (default 0.1,...,0.9,0.95,0.98)")->delimiter(',')->needs(sens);
   app.add_option("--csv", opt.csv, "sensitivity CSV (default: sensitivity.csv next to the model)")->needs(sens);
-  app.add_option("--svg", opt.svg, "sensitivity plot (default: sensitivity.svg next to the model)")->needs(sens);
   app.add_option("--max-loss", opt.max_loss, "accepted top-1 drop in percentage points for suggestions (default 0.5)")
       ->needs(sens);
   auto* sample = app.add_option("--sample", opt.sample,

@@ -174,8 +174,6 @@ std::string json_report(const std::string& model_path, const EvalResult& r, cons
 // CSV with header layer,granularity,sparsity,accuracy,accuracy_drop (accuracy and drop are
 // fractions: a drop of 0.005 is 0.5 percentage points).
 std::string sensitivity_csv(const SensitivityResult& s);
-// An SVG line plot: x = sparsity, y = top-1 accuracy (%), one line per layer, legend.
-std::string sensitivity_svg(const SensitivityResult& s, const std::string& title);
 // The suggestion block: one `layer "NAME": sparsity_param { ... }` line per layer (or a comment
 // when no tested level stays within the accepted drop).
 std::vector<std::string> suggestion_lines(const SensitivityResult& s);

@@ -27,18 +27,6 @@ std::string jstr(const std::string& s) {
   return out + "\"";
 }
 
-std::string xml(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '&') out += "&amp;";
-    else if (c == '<') out += "&lt;";
-    else if (c == '>') out += "&gt;";
-    else if (c == '"') out += "&quot;";
-    else out += c;
-  }
-  return out;
-}
-
 std::string csv_field(const std::string& s) {
   if (s.find_first_of(",\"\n") == std::string::npos) return s;
   std::string out = "\"";
@@ -236,63 +224,6 @@ std::string sensitivity_csv(const SensitivityResult& s) {
       out += csv_field(s.layers[i]) + "," + granularity_name(s.granularity) + strfmt(",%g,%.6f,%.6f\n", s.levels[j],
              s.accuracy[i][j], s.base_accuracy - s.accuracy[i][j]);
   return out;
-}
-
-std::string sensitivity_svg(const SensitivityResult& s, const std::string& title) {
-  const double W = 760, H = 460, left = 70, right = 200, top = 50, bottom = 60;
-  const double pw = W - left - right, ph = H - top - bottom;
-  double lo = 100 * s.base_accuracy, hi = lo;
-  for (const auto& row : s.accuracy)
-    for (double a : row) lo = std::min(lo, 100 * a), hi = std::max(hi, 100 * a);
-  double ymax = std::min(100.0, std::ceil(hi / 10 - 1e-9) * 10), ymin = std::max(0.0, std::floor(lo / 10) * 10);
-  if (ymax <= ymin) ymin = std::max(0.0, ymax - 10), ymax = ymin + 10;
-  const double span = ymax - ymin, step = span <= 10 ? 1 : span <= 20 ? 2 : span <= 50 ? 5 : 10;
-  auto X = [&](double x) { return left + x * pw; };
-  auto Y = [&](double y) { return top + (ymax - y) / span * ph; };
-  static const char* colors[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
-                                 "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
-  std::string o = strfmt("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%g\" height=\"%g\" viewBox=\"0 0 %g %g\" "
-                         "font-family=\"sans-serif\" font-size=\"12\">\n", W, H, W, H);
-  o += strfmt("<rect width=\"%g\" height=\"%g\" fill=\"white\"/>\n", W, H);
-  o += strfmt("<text x=\"%g\" y=\"24\" text-anchor=\"middle\" font-size=\"15\">%s</text>\n", left + pw / 2, xml(title).c_str());
-  // Grid, ticks and tick labels.
-  for (int i = 0; i <= 10; ++i) {
-    double x = X(i / 10.0);
-    o += strfmt("<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#e0e0e0\"/>\n", x, top, x, top + ph);
-    o += strfmt("<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"black\"/>\n", x, top + ph, x, top + ph + 5);
-    o += strfmt("<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%.1f</text>\n", x, top + ph + 19, i / 10.0);
-  }
-  for (double y = ymin; y <= ymax + 1e-9; y += step) {
-    o += strfmt("<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#e0e0e0\"/>\n", left, Y(y), left + pw, Y(y));
-    o += strfmt("<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"black\"/>\n", left - 5, Y(y), left, Y(y));
-    o += strfmt("<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%g</text>\n", left - 8, Y(y) + 4, y);
-  }
-  o += strfmt("<rect x=\"%g\" y=\"%g\" width=\"%g\" height=\"%g\" fill=\"none\" stroke=\"black\"/>\n", left, top, pw, ph);
-  o += strfmt("<text x=\"%g\" y=\"%g\" text-anchor=\"middle\">sparsity of the pruned layer (%s granularity)</text>\n",
-              left + pw / 2, H - 15, granularity_name(s.granularity));
-  o += strfmt("<text x=\"18\" y=\"%g\" text-anchor=\"middle\" transform=\"rotate(-90 18 %g)\">top-1 accuracy (%%)</text>\n",
-              top + ph / 2, top + ph / 2);
-  // Dense reference line, then one line per layer.
-  double base = Y(100 * s.base_accuracy);
-  o += strfmt("<line x1=\"%g\" y1=\"%.1f\" x2=\"%g\" y2=\"%.1f\" stroke=\"black\" stroke-dasharray=\"5,4\"/>\n", left, base,
-              left + pw, base);
-  for (size_t i = 0; i < s.layers.size(); ++i) {
-    const char* color = colors[i % 10];
-    std::string pts = strfmt("%.1f,%.1f", X(0), base);  // sparsity 0 is the dense model
-    for (size_t j = 0; j < s.levels.size(); ++j) pts += strfmt(" %.1f,%.1f", X(s.levels[j]), Y(100 * s.accuracy[i][j]));
-    o += strfmt("<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"%s\"/>\n", color, pts.c_str());
-    for (size_t j = 0; j < s.levels.size(); ++j)
-      o += strfmt("<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n", X(s.levels[j]), Y(100 * s.accuracy[i][j]), color);
-    double ly = top + 10 + 20 * double(i);
-    o += strfmt("<line x1=\"%g\" y1=\"%g\" x2=\"%g\" y2=\"%g\" stroke=\"%s\" stroke-width=\"2\"/>\n", left + pw + 15, ly,
-                left + pw + 40, ly, color);
-    o += strfmt("<text x=\"%g\" y=\"%g\">%s</text>\n", left + pw + 46, ly + 4, xml(s.layers[i]).c_str());
-  }
-  double ly = top + 10 + 20 * double(s.layers.size());
-  o += strfmt("<line x1=\"%g\" y1=\"%g\" x2=\"%g\" y2=\"%g\" stroke=\"black\" stroke-dasharray=\"5,4\"/>\n", left + pw + 15,
-              ly, left + pw + 40, ly);
-  o += strfmt("<text x=\"%g\" y=\"%g\">dense (%.2f%%)</text>\n", left + pw + 46, ly + 4, 100 * s.base_accuracy);
-  return o + "</svg>\n";
 }
 
 std::vector<std::string> suggestion_lines(const SensitivityResult& s) {

@@ -7,8 +7,9 @@
                                                              weight histograms (dsgcompress --format npz),
                                                              pruned zeros counted apart, k-means centroids marked
     plot.py compression EVAL.json             -o OUT.png   bytes by layer: values and indices (dsgeval --json on a .dsgz)
-    plot.py sensitivity EVAL.json             -o OUT.png   accuracy loss in points per layer and sparsity,
-                                                             the suggested sparsity marked (dsgeval --sensitivity --json)
+    plot.py sensitivity EVAL.json|SENS.csv    -o OUT.png   accuracy loss in points per layer and sparsity,
+                                                             the suggested sparsity marked (dsgeval --sensitivity
+                                                             --json, or its CSV)
     plot.py confusion   EVAL.json             -o OUT.png   confusion matrix heatmap (dsgeval --json)
 
 metrics.jsonl rows are dsgtrain's: one per test (test loss and outputs) and, where the run wrote
@@ -172,15 +173,41 @@ def compression(args):
     return fig
 
 
+def sensitivity_from_csv(path, max_loss):
+    """dsgeval --sensitivity's CSV (layer,granularity,sparsity,accuracy,accuracy_drop) as the JSON
+    section; the suggested sparsity is dsgeval's rule: the largest level within max_loss points."""
+    import csv
+
+    try:
+        with open(path) as f:
+            rows = list(csv.DictReader(f))
+    except OSError as e:
+        fail("cannot read %s: %s" % (path, e))
+    if not rows or "accuracy_drop" not in rows[0]:
+        fail("%s is not a dsgeval sensitivity CSV" % path)
+    levels = sorted({float(r["sparsity"]) for r in rows})
+    base = float(rows[0]["accuracy"]) + float(rows[0]["accuracy_drop"])
+    layers = []
+    for name in dict.fromkeys(r["layer"] for r in rows):
+        by_level = {float(r["sparsity"]): float(r["accuracy"]) for r in rows if r["layer"] == name}
+        accuracy = [by_level[l] for l in levels]
+        within = [l for l, a in zip(levels, accuracy) if 100 * (base - a) <= max_loss]
+        layers.append({"name": name, "accuracy": accuracy, "suggested_sparsity": max(within) if within else None})
+    return {"granularity": rows[0]["granularity"], "base_accuracy": base, "max_loss_points": max_loss,
+            "levels": levels, "layers": layers}
+
+
 def sensitivity(args):
-    report = read_json(args.files[0])
-    sens = report.get("sensitivity")
+    if args.files[0].endswith(".csv"):
+        sens = sensitivity_from_csv(args.files[0], args.max_loss)
+    else:
+        sens = read_json(args.files[0]).get("sensitivity")
     if not sens:
         fail("%s has no \"sensitivity\" section (run dsgeval --sensitivity --json)" % args.files[0])
     base = sens["base_accuracy"]
     levels = [0.0] + [100 * v for v in sens["levels"]]
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    for i, layer in enumerate(sens["layers"]):
+    for layer in sens["layers"]:
         loss = [0.0] + [100 * (base - a) for a in layer["accuracy"]]  # the unpruned point first
         line, = ax.plot(levels, loss, "o-", markersize=3, label=layer["name"])
         s = layer.get("suggested_sparsity")
@@ -225,6 +252,8 @@ def main():
     parser.add_argument("-o", "--output", required=True, help="PNG to write")
     parser.add_argument("--before", help="histogram: the weights before pruning (.npz)")
     parser.add_argument("--layer", help="histogram: one layer only")
+    parser.add_argument("--max-loss", type=float, default=0.5,
+                        help="sensitivity from a CSV: the allowed loss in points for the suggestion (dsgeval's default)")
     args = parser.parse_args()
     fig = commands[args.command](args)
     fig.tight_layout()

@@ -43,6 +43,9 @@ def main():
                        "sensitivity": {"granularity": "element", "base_accuracy": 0.9, "max_loss_points": 0.5,
                                        "levels": [0.5, 0.9], "layers": [{"name": "ip1", "accuracy": [0.899, 0.8],
                                                                          "suggested_sparsity": 0.5}]}}, f)
+        with open(path("sens.csv"), "w") as f:
+            f.write("layer,granularity,sparsity,accuracy,accuracy_drop\nip1,element,0.5,0.899,0.001\n"
+                    "ip1,element,0.9,0.800,0.100\n")
         with open(path("bare.json"), "w") as f:
             json.dump({"model": "m"}, f)
         import numpy as np
@@ -51,7 +54,7 @@ def main():
         np.savez(path("before.npz"), **{"ip1.weight": np.array([[0.1, 0.5], [-0.5, 0.2]], np.float32)})
         good = [["curves", path("metrics.jsonl"), path("old.jsonl")], ["sparsity", path("metrics.jsonl")],
                 ["histogram", path("after.npz"), "--before", path("before.npz")], ["compression", path("eval.json")],
-                ["sensitivity", path("eval.json")], ["confusion", path("eval.json")]]
+                ["sensitivity", path("eval.json")], ["sensitivity", path("sens.csv")], ["confusion", path("eval.json")]]
         for args in good:
             out = path(args[0] + ".png")
             r = subprocess.run([python, plot] + args + ["-o", out], capture_output=True, text=True)
