@@ -193,12 +193,21 @@ EvalResult Evaluator::run(int64_t batches) {
       const int64_t target = int64_t(v), base = (k / inner) * C * inner + k % inner;
       const float true_score = s[base + target * inner];
       // As the Accuracy layer: a tie with the true class's score counts against it.
-      int64_t better = -1, pred = 0;
+      // A non-finite score anywhere in the row makes the sample wrong (NaN compares false with
+      // everything and would otherwise rank the true class first); such samples are counted.
+      int64_t better = std::isfinite(true_score) ? -1 : r.top_k, pred = 0;
+      bool finite_row = std::isfinite(true_score);
       for (int64_t c = 0; c < C; ++c) {
         const float sc = s[base + c * inner];
+        if (!std::isfinite(sc)) {
+          finite_row = false;
+          better += r.top_k;
+          continue;
+        }
         better += sc >= true_score;
-        if (sc > s[base + pred * inner]) pred = c;
+        if (sc > s[base + pred * inner] || !std::isfinite(s[base + pred * inner])) pred = c;
       }
+      if (!finite_row) ++r.nonfinite_samples;
       ++r.samples;
       ++r.class_samples[size_t(target)];
       ++r.confusion[size_t(target)][size_t(pred)];

@@ -44,6 +44,7 @@ extern const char* const kSparseBytesFormula;
 
 struct EvalResult {
   int64_t samples = 0;        // labelled positions evaluated (ignored labels excluded)
+  int64_t nonfinite_samples = 0;  // of those, with a NaN or infinite score (counted as wrong)
   int64_t batches = 0;
   int64_t batch_size = 0;
   int64_t dataset_size = 0;   // samples in the test set

@@ -107,6 +107,8 @@ std::string markdown_report(const std::string& model_path, const EvalResult& r, 
               r.classes, r.source.c_str());
   s += "## Accuracy\n\n| metric | value |\n|---|---|\n";
   s += strfmt("| top-1 accuracy | %.6f |\n", r.top1);
+  if (r.nonfinite_samples > 0)
+    s += strfmt("| samples with NaN or infinite scores (counted wrong) | %lld |\n", (long long)r.nonfinite_samples);
   s += strfmt("| top-5 accuracy%s | %.6f |\n", r.top_k < 5 ? strfmt(" (k = %d classes)", r.top_k).c_str() : "", r.topk);
   s += r.has_loss ? strfmt("| mean loss | %.6f |\n", r.loss) : std::string("| mean loss | - (no loss output) |\n");
   s += strfmt("| images/s | %.1f |\n", r.images_per_sec);
@@ -167,7 +169,8 @@ std::string json_report(const std::string& model_path, const EvalResult& r, cons
   s += "  \"test_set\": {\"source\": " + jstr(r.source) + ", \"samples\": " + num(r.samples) +
        ", \"batches\": " + num(r.batches) + ", \"batch_size\": " + num(r.batch_size) +
        ", \"dataset_size\": " + num(r.dataset_size) + "},\n";
-  s += "  \"classes\": " + num(r.classes) + ",\n  \"top1\": " + jnum(r.top1) + ",\n  \"top5\": " + jnum(r.topk) +
+  s += "  \"classes\": " + num(r.classes) + ",\n  \"nonfinite_samples\": " + num(r.nonfinite_samples) +
+       ",\n  \"top1\": " + jnum(r.top1) + ",\n  \"top5\": " + jnum(r.topk) +
        ",\n  \"top5_k\": " + num(r.top_k) + ",\n  \"loss\": " + (r.has_loss ? jnum(r.loss) : "null") +
        ",\n  \"images_per_sec\": " + jnum(r.images_per_sec) + ",\n  \"per_class\": [";
   for (int c = 0; c < r.classes; ++c) {

@@ -4,6 +4,7 @@
 //   top[0]: accuracy, shape (1). Optional top[1]: per-class accuracy, shape (C).
 // As in Caffe, a tie with the true class's score counts against it. Positions whose label equals
 // accuracy_param.ignore_label are skipped. No backward.
+#include <cmath>
 #include <limits>
 #include <vector>
 
@@ -73,8 +74,13 @@ class AccuracyLayer : public Layer {
       const int64_t target = int64_t(v);
       const int64_t base = (k / inner) * C * inner + k % inner;
       const float true_score = x[base + target * inner];
-      int64_t better = -1;  // the true class counts itself
-      for (int64_t c = 0; c < C && better < top_k_; ++c) better += x[base + c * inner] >= true_score;
+      // The true class counts itself. A non-finite score anywhere in the row is a miss: NaN compares
+      // false with everything, so it would otherwise rank the true class first.
+      int64_t better = std::isfinite(true_score) ? -1 : top_k_;
+      for (int64_t c = 0; c < C && better < top_k_; ++c) {
+        const float sc = x[base + c * inner];
+        better += std::isfinite(sc) ? int64_t(sc >= true_score) : top_k_;
+      }
       ++per_class_total[target];
       ++total;
       if (better < top_k_) {

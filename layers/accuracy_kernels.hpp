@@ -19,6 +19,9 @@ constexpr int kAccuracyIgnored = -1, kAccuracyInvalid = -2;
 
 // code[k] = kAccuracyIgnored, kAccuracyInvalid, or 2 * class + hit for position k of the scores
 // x [outer, C, inner] (label [outer * inner], class ids as floats).
+// Whether a score is finite, on host and device alike (v - v is 0 unless v is NaN or infinite).
+DSG_HOST_DEVICE inline bool accuracy_finite(float v) { return v - v == 0.0f; }
+
 struct AccuracyMark {
   int64_t C, inner, top_k;
   bool has_ignore;
@@ -39,8 +42,12 @@ struct AccuracyMark {
     const int64_t target = int64_t(v);
     const int64_t base = (k / inner) * C * inner + k % inner;
     const float true_score = x[base + target * inner];
-    int64_t better = -1;  // the true class counts itself
-    for (int64_t c = 0; c < C && better < top_k; ++c) better += x[base + c * inner] >= true_score;
+    // The true class counts itself; a non-finite score in the row is a miss (as the CPU path).
+    int64_t better = accuracy_finite(true_score) ? -1 : top_k;
+    for (int64_t c = 0; c < C && better < top_k; ++c) {
+      const float sc = x[base + c * inner];
+      better += accuracy_finite(sc) ? int64_t(sc >= true_score) : top_k;
+    }
     code[k] = int(2 * target + (better < top_k ? 1 : 0));
   }
 };

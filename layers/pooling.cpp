@@ -1,7 +1,7 @@
 // Pooling (Caffe's PoolingParameter) over the H, W axes of a 4-axis NCHW bottom: MAX or AVE,
 // kernel/stride/pad (or their _h/_w forms) or global_pooling, round_mode CEIL (default) or FLOOR.
-// Output size: round((H + 2 pad - kernel) / stride) + 1, reduced by one when padded and the last
-// window would start in the padding. AVE divides by the window clipped to the padded input (Caffe).
+// Output size: round((H + 2 pad - kernel) / stride) + 1, reduced by one when the last
+// window would start in the padding or past the input (Caffe checks this only when padded). AVE divides by the window clipped to the padded input (Caffe).
 // MAX may have a second top receiving the argmax (flat index within the H x W plane) as floats.
 // STOCHASTIC is not supported. Device code: layers/pooling_kernels.hpp (the CPU's arithmetic, so
 // the results agree to the bit).
@@ -100,7 +100,9 @@ class PoolingLayer : public Layer {
       double q = double(in + 2 * p - k) / s;
       int o = static_cast<int>(param_.pooling_param().round_mode() == PoolingParameter::FLOOR ? std::floor(q)
                                                                                             : std::ceil(q)) + 1;
-      if (p > 0 && int64_t(o - 1) * s >= in + p) --o;  // the last window must start inside the input
+      // The last window must start inside the (padded) input; with or without padding, a window
+      // past it would read nothing (or, with a huge stride, overflow the offsets).
+      if (int64_t(o - 1) * s >= in + p) --o;
       return o;
     };
     ho_ = out_size(h_, kh_, ph_, sh_);
@@ -199,8 +201,9 @@ class PoolingLayer : public Layer {
   static std::vector<Window> windows(int out, int stride, int pad, int kernel, int in) {
     std::vector<Window> v;
     for (int o = 0; o < out; ++o) {
-      const int start = o * stride - pad, end = std::min(start + kernel, in + pad);
-      v.push_back(Window{std::max(start, 0), std::min(end, in), end - start});
+      // 64-bit offsets: o * stride overflows an int for strides near 2^31.
+      const int64_t start = int64_t(o) * stride - pad, end = std::min<int64_t>(start + kernel, int64_t(in) + pad);
+      v.push_back(Window{int(std::max<int64_t>(start, 0)), int(std::min<int64_t>(end, in)), int(end - start)});
     }
     return v;
   }
