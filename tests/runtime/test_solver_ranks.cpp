@@ -43,13 +43,23 @@ std::string mlp(const TempDir& dir, int iters, const std::string& extra = "") {
   return test::tiny_mlp_solver(dir.path().string(), iters, "snapshot: 10\n" + extra);
 }
 
+// The dataset and the MLP config of `iters` iterations every case here trains.
+struct Setup {
+  TempDir dir;
+  LoadedConfig c;
+  explicit Setup(int iters) {
+    test::write_learnable_idx(dir);
+    set_num_threads(1);
+    c = test::load_config(dir, mlp(dir, iters));
+  }
+};
+
 }  // namespace
 
 TEST_CASE("a rank trains on its shard: the configured batch is the global batch", "[solver][ranks]") {
-  TempDir dir;
-  test::write_learnable_idx(dir);
-  set_num_threads(1);
-  LoadedConfig c = test::load_config(dir, mlp(dir, 20));
+  Setup setup(20);
+  const TempDir& dir = setup.dir;
+  const LoadedConfig& c = setup.c;
   Solver solver(c.solver, c.net_locations, test::cpu_ctx(7), dir.file("r"));
   CHECK(solver.samples_per_iter() == 16);
   MirrorPeer peer;
@@ -66,10 +76,9 @@ TEST_CASE("a rank trains on its shard: the configured batch is the global batch"
 TEST_CASE("with a mirror peer the exchange is exact: it equals training on the shard alone", "[solver][ranks]") {
   // sum over two equal ranks = 2x, then / 2 = x exactly (power-of-two scaling), so the losses must
   // be bitwise those of one process reading shard 0 of 2 with no exchange.
-  TempDir dir;
-  test::write_learnable_idx(dir);
-  set_num_threads(1);
-  LoadedConfig c = test::load_config(dir, mlp(dir, 30));
+  Setup setup(30);
+  const TempDir& dir = setup.dir;
+  const LoadedConfig& c = setup.c;
   Solver two(c.solver, c.net_locations, test::cpu_ctx(7), dir.file("two"));
   MirrorPeer peer;
   two.set_communicator(peer);
@@ -88,10 +97,9 @@ TEST_CASE("with a mirror peer the exchange is exact: it equals training on the s
 }
 
 TEST_CASE("diverged replicas stop the run at the snapshot, writing nothing", "[solver][ranks]") {
-  TempDir dir;
-  test::write_learnable_idx(dir);
-  set_num_threads(1);
-  LoadedConfig c = test::load_config(dir, mlp(dir, 20));
+  Setup setup(20);
+  const TempDir& dir = setup.dir;
+  const LoadedConfig& c = setup.c;
   Solver solver(c.solver, c.net_locations, test::cpu_ctx(7), dir.file("d"));
   MirrorPeer peer;
   solver.set_communicator(peer);
@@ -112,10 +120,9 @@ TEST_CASE("diverged replicas stop the run at the snapshot, writing nothing", "[s
 }
 
 TEST_CASE("--check-replicas compares the weights every N iterations", "[solver][ranks]") {
-  TempDir dir;
-  test::write_learnable_idx(dir);
-  set_num_threads(1);
-  LoadedConfig c = test::load_config(dir, mlp(dir, 20));
+  Setup setup(20);
+  const TempDir& dir = setup.dir;
+  const LoadedConfig& c = setup.c;
   Solver solver(c.solver, c.net_locations, test::cpu_ctx(7), dir.file("c"));
   MirrorPeer peer;
   peer.diverged = true;
